@@ -1,0 +1,1 @@
+"""Mirror of ``onnxruntime.capi`` for code that imports error classes from there."""

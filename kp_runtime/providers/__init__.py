@@ -1,0 +1,1 @@
+"""Built-in execution providers (each registered through the ``kp_runtime`` entry points)."""
