@@ -115,6 +115,15 @@ class InferenceSession:
     def end_profiling(self) -> str:
         return self._profiler.end()
 
+    def get_quantization(self) -> dict[str, dict[str, Any]]:
+        """Fixed-point facts of the running provider: ``{"inputs": {name:
+        TensorQuantization}, "outputs": {...}}`` (see :mod:`kp_runtime.quantization`).
+        Empty dicts for float providers (those whose session has no ``quantization()``)."""
+        quantization = getattr(self._session(), "quantization", None)
+        info = quantization() if callable(quantization) else None
+        info = dict(info or {})
+        return {"inputs": dict(info.get("inputs", {})), "outputs": dict(info.get("outputs", {}))}
+
     def get_profiling_start_time_ns(self) -> int:
         return self._profiler.start_ns
 
