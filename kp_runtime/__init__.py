@@ -3,7 +3,7 @@
 ``import kp_runtime as ort`` is meant to be enough to port ordinary onnxruntime code.
 """
 
-from kp_runtime import errors  # noqa: F401
+from kp_runtime import capi, errors  # noqa: F401  (ort.capi.onnxruntime_pybind11_state, as in ORT)
 from kp_runtime.errors import (  # noqa: F401
     EPFail,
     Fail,

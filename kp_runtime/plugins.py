@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import inspect
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,15 +225,32 @@ def _availability(provider: ExecutionProvider) -> bool:
     return bool(availability(provider))
 
 
-def availability(provider: ExecutionProvider) -> Availability:
-    """``provider.is_available()``, with a raising provider reported as unavailable."""
+def availability(
+    provider: ExecutionProvider, options: Mapping[str, str] | None = None
+) -> Availability:
+    """``provider.is_available(options)``, with a raising provider reported as unavailable.
+
+    ``options`` (the provider options of a session being created) are passed only to
+    providers whose ``is_available`` accepts them: availability may depend on them (a
+    Kneron provider asked for a virtual dongle is available without hardware)."""
     try:
-        result = provider.is_available()
+        if options is not None and _accepts_options(provider):
+            result = provider.is_available(options)  # type: ignore[call-arg]
+        else:
+            result = provider.is_available()
     except Exception as exc:  # noqa: BLE001 - a provider bug must not break selection
         return Availability.no(f"is_available() raised {type(exc).__name__}: {exc}")
     if not isinstance(result, Availability):
         return Availability(bool(result), "" if result else "is_available() returned False")
     return result
+
+
+def _accepts_options(provider: ExecutionProvider) -> bool:
+    try:
+        params = inspect.signature(provider.is_available).parameters
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 1 or any(p.kind is p.VAR_POSITIONAL for p in params.values())
 
 
 def _describe(provider: ExecutionProvider) -> str:

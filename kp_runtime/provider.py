@@ -141,8 +141,12 @@ class ExecutionProvider(abc.ABC):
     priority: ClassVar[int] = 0
     model_formats: ClassVar[tuple[str, ...]] = ("onnx",)
 
-    def is_available(self) -> Availability:
-        """Whether the provider can run anything right now (e.g. a device is present)."""
+    def is_available(self, options: Mapping[str, str] | None = None) -> Availability:
+        """Whether the provider can run anything right now (e.g. a device is present).
+
+        ``options`` are the provider options of the session being created (``None`` when
+        asked in general, e.g. by ``get_available_providers()``). Implementations may omit
+        the parameter; then they are always asked without options."""
         return Availability.yes()
 
     def list_devices(self) -> list[DeviceInfo]:

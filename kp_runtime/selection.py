@@ -142,7 +142,7 @@ def select(
     refusals: list[tuple[ExecutionProvider, str, BaseException | None]] = []
     for index, (provider, options) in enumerate(requests):
         is_last = index == len(requests) - 1
-        reason, error = _refusal(provider, model)
+        reason, error = _refusal(provider, model, options)
         if reason is None:
             try:
                 session = provider.create_session(model, dict(options), session_options)
@@ -163,8 +163,10 @@ def select(
     raise failure from last_error
 
 
-def _refusal(provider: ExecutionProvider, model: ModelSource) -> tuple[str | None, BaseException | None]:
-    available = plugins.availability(provider)
+def _refusal(
+    provider: ExecutionProvider, model: ModelSource, options: Mapping[str, str] | None = None
+) -> tuple[str | None, BaseException | None]:
+    available = plugins.availability(provider, options)
     if not available:
         return f"unavailable: {available.reason or 'no reason given'}", available.error
     try:
