@@ -1,0 +1,98 @@
+"""Raw NPU output node -> Kneron fixed-point view or float32 tensor (LAYOUTS.md §2-§5).
+
+Bit-identical to ``kp_generic_inference_retrieve_fixed_node`` /
+``kp_generic_inference_retrieve_float_node`` (PLUS 3.1.1, and 2.2.0 for v1 chips): same
+element order, same numpy shapes (CHW -> (1,C,H,W), HCW -> (1,H,C,W), HWC -> (1,H,W,C);
+KL730 the ONNX shape), same float32 division, same quirks (§10).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kp_backend.layouts.params import check_chip_layout, is_v2
+from kp_backend.npu_types import parse_chip
+from kp_backend.layouts.plans import HL, I8, I16, I16_MASKED, Plan, decode_plan
+from kp_backend.layouts.quant import dequantize, element_factors
+
+__all__ = ["decode_node", "as_byte_array", "gather", "strided"]
+
+
+def as_byte_array(raw, what: str = "raw") -> np.ndarray:
+    """A read-only uint8 view of bytes, bytearray, memoryview or a uint8 array (no copy)."""
+    if isinstance(raw, np.ndarray):
+        if raw.dtype != np.uint8:
+            raise ValueError(f"{what} array has dtype {raw.dtype}; expected uint8 bytes")
+        return raw.reshape(-1)
+    try:
+        return np.frombuffer(raw, dtype=np.uint8)
+    except (TypeError, ValueError, BufferError):
+        raise ValueError(
+            f"{what} must be bytes, bytearray, a contiguous memoryview or a uint8 array; "
+            f"got {type(raw).__name__}"
+        ) from None
+
+
+def strided(elements: np.ndarray, plan: Plan, writeable: bool = False) -> np.ndarray:
+    """The plan's elements as a strided view of ``elements`` (plans with ``affine`` only)."""
+    offset, strides = plan.affine
+    size = elements.itemsize
+    return np.lib.stride_tricks.as_strided(
+        elements[offset:], shape=plan.out_shape, strides=tuple(s * size for s in strides),
+        writeable=writeable,
+    )
+
+
+def gather(buf: np.ndarray, plan: Plan) -> np.ndarray:
+    """Fixed-point values of every element of ``plan`` (output order, flat)."""
+    if plan.kind == HL:
+        idx = plan.index
+        low = buf.take(idx).astype(np.uint16)
+        high = buf.take(idx + 16).astype(np.uint16)
+        return (((low & 0x7F) | (high << 7)) << 1).view(np.int16)
+    if plan.kind == I8:
+        elements = buf.view(np.int8)
+    elif plan.kind in (I16, I16_MASKED):
+        elements = buf[: plan.nbytes].view("<i2")
+    else:
+        raise ValueError(f"layout element kind {plan.kind!r} cannot be decoded")
+    if plan.affine is not None:
+        values = np.array(strided(elements, plan)).reshape(-1)
+    else:
+        values = elements.take(plan.index)
+    if plan.kind == I16_MASKED:
+        values &= np.int16(-2)  # KL730 drops the LSB of 16-bit data (§4.3)
+    return values.astype(np.int8 if plan.kind == I8 else np.int16, copy=False)
+
+
+def decode_node(raw, *, chip, layout, shape, radix, scale, ordering="DEFAULT",
+                as_float: bool = True, strides=None, quantized_axis: int = 1) -> np.ndarray:
+    """Decode one output node's raw bytes.
+
+    ``shape`` is ``(N, C, H, W)`` (``shape_npu``) for KL520/KL720/KL630 and the ONNX shape for
+    KL730, whose ``stride_npu`` defaults to the inferred values of LAYOUTS.md §2.8.
+    ``radix``/``scale`` are numbers, or per-channel sequences on KL730 (block rule along
+    ``quantized_axis``, §4.2). ``as_float=False`` returns Kneron's fixed-point view (int8 or
+    int16); otherwise float32. ``raw`` must be exactly the node's buffer size
+    (:func:`~kp_backend.layouts.plans.node_buffer_size` with ``output=True``); on KL730, whose
+    device states its own data length, longer buffers are accepted and the tail ignored.
+    """
+    plan = decode_plan(chip=chip, layout=layout, shape=shape, ordering=ordering, strides=strides)
+    buf = as_byte_array(raw)
+    chip_, layout_ = check_chip_layout(chip, layout)
+    # KL730 reports its own data length (npu_data_len), which may include alignment:
+    # accept trailing bytes there; v1 node sizes follow from the layout alone.
+    if buf.size != plan.nbytes and not (is_v2(chip_) and buf.size > plan.nbytes):
+        expected = f"at least {plan.nbytes}" if is_v2(chip_) else str(plan.nbytes)
+        raise ValueError(
+            f"raw node buffer has {buf.size} bytes; expected {expected} for "
+            f"{layout_.layout_name} {tuple(int(d) for d in shape)} on {chip_.name}"
+        )
+    fixed = gather(buf, plan)
+    if not as_float:
+        return fixed.reshape(plan.out_shape)
+    factors = element_factors(
+        radix, scale, plan.out_shape, quantized_axis=quantized_axis,
+        per_channel=is_v2(parse_chip(chip)),
+    )
+    return dequantize(fixed, factors).reshape(plan.out_shape)

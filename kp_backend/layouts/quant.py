@@ -1,0 +1,129 @@
+"""Fixed <-> float arithmetic, bit-exact with Kneron's host code (LAYOUTS.md §4, §6).
+
+De-quantisation is one float32 division by ``factor = float32(scale) * 2**radix``.
+Quantisation has three flavours because Kneron has three implementations (§6):
+
+* ``"kneron_round"``: ``helper_convert_onnx_data_to_npu_data`` (KL730). float32 product,
+  round half to even, 16-bit maximum 32766, and x86 behaviour for a product of exactly 2**31
+  or NaN (both become the minimum, as ``(int)`` overflow gives INT_MIN there).
+* ``"roundf"``: the PLUS 2.2.0 C data-inference examples (KL520/KL720). float32 product,
+  round half away from zero. NaN becomes 0 (decision: C leaves it undefined).
+* ``"numpy"``: the PLUS 2.2.0 Python examples. float64 product, ``np.round`` (half to
+  even). NaN becomes 0 (decision).
+
+Every flavour saturates to the element type; RAW_FLOAT keeps the rounded product (and, for
+``kneron_round``, clips it to ``[FLT_MIN, FLT_MAX]``, so values <= 0 become FLT_MIN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kp_backend.layouts.params import block_stride, quant_factors
+
+__all__ = ["ROUNDING_MODES", "element_factors", "dequantize", "quantize"]
+
+ROUNDING_MODES = ("kneron_round", "roundf", "numpy")
+
+_INT_MAX = 2147483647.0
+_TWO31 = 2147483648.0
+_FLT_MIN = np.float32(1.1754943508222875e-38)
+_FLT_MAX = np.float32(3.4028234663852886e38)
+
+
+def element_factors(radix, scale, shape: tuple[int, ...], *, quantized_axis: int = 1,
+                    per_channel: bool, exact_blocks: bool = False) -> np.ndarray:
+    """Factor for each element in row-major order of ``shape`` (a 0-d array when a single
+    descriptor applies). ``per_channel=False`` (v1 chips) accepts exactly one descriptor.
+
+    With Q > 1 descriptors the block rule of §4.2 applies: descriptor = flat offset //
+    (product of the other dimensions). ``exact_blocks`` (the encoder) additionally needs
+    exactly ``shape[quantized_axis]`` descriptors, since Kneron's encoder would otherwise
+    leave elements unquantised or overrun its buffer.
+    """
+    factors = quant_factors(radix, scale)
+    if factors.size == 1:
+        return factors.reshape(())
+    if not per_channel:
+        raise ValueError(
+            f"{factors.size} radix/scale pairs given; this chip has one per node "
+            "(per-channel quantisation exists only on KL730)"
+        )
+    stride = block_stride(shape, quantized_axis, factors.size)
+    blocks = int(np.prod(shape, dtype=np.int64)) // stride
+    if exact_blocks and factors.size != blocks:
+        raise ValueError(
+            f"{factors.size} quantisation descriptors for axis {quantized_axis} of shape "
+            f"{shape}; expected exactly {blocks}"
+        )
+    return np.repeat(factors[:blocks], stride)
+
+
+def dequantize(fixed: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """``float32(fixed) / factor``: one IEEE float32 division per element (§4.1)."""
+    out = fixed.astype(np.float32)
+    return np.divide(out, factors, out=out)
+
+
+def _kneron_round(p32: np.ndarray, low: float) -> np.ndarray:
+    """``kneron_round`` of a float32 array (float32 result). Below 2**31 in magnitude it is
+    round-half-to-even, i.e. ``np.rint``; a product of exactly 2**31 and NaN overflow the
+    ``(int)`` cast to INT_MIN on x86, so they become ``low`` (the element minimum, which is
+    where INT_MIN saturates)."""
+    r = np.rint(p32)
+    odd = (p32 == np.float32(_TWO31)) | np.isnan(p32)
+    if odd.any():
+        r[odd] = low
+    # values beyond +-2**31 become INT_MAX / INT_MIN, i.e. (float)INT_MAX == 2**31
+    np.clip(r, np.float32(-_TWO31), np.float32(_TWO31), out=r)
+    return r
+
+
+def _round_half_away(p: np.ndarray) -> np.ndarray:
+    """C ``roundf`` on float32, exactly: trunc, then step away from zero when the (exact)
+    fraction is at least one half. NaN becomes 0."""
+    # In place, float32 only: fresh temporaries of this size cost more than the arithmetic.
+    r = np.trunc(p)
+    with np.errstate(invalid="ignore"):  # inf - inf for infinite products
+        step = np.subtract(p, r)  # the exact fraction
+        np.abs(step, out=step)
+        np.greater_equal(step, np.float32(0.5), out=step)  # 1.0 where |fraction| >= 0.5
+    np.copysign(step, p, out=step)
+    r += step
+    nan = np.isnan(r)
+    if nan.any():
+        r[nan] = 0
+    return r
+
+
+def quantize(x: np.ndarray, factors: np.ndarray, *, kind_bits: int | None, mode: str,
+             max16: int | None = None) -> np.ndarray:
+    """Quantise ``x`` with per-element (or scalar) ``factors``.
+
+    ``kind_bits`` is 8 or 16 for integer layouts (result int8/int16 values, saturated), or
+    None for RAW_FLOAT (result float32). ``max16`` overrides the 16-bit maximum.
+    """
+    lo = -128 if kind_bits == 8 else -32768
+    if mode == "kneron_round":
+        p = np.multiply(np.asarray(x, dtype=np.float32), factors, dtype=np.float32)
+        r = _kneron_round(p, _FLT_MIN if kind_bits is None else lo)
+        if kind_bits is None:
+            return np.clip(r, _FLT_MIN, _FLT_MAX).astype(np.float32)
+    elif mode == "roundf":
+        p = np.multiply(np.asarray(x, dtype=np.float32), factors, dtype=np.float32)
+        r = _round_half_away(p)
+        if kind_bits is None:
+            return r
+    elif mode == "numpy":
+        r = np.array(x, dtype=np.float64)
+        r *= np.asarray(factors, dtype=np.float64)
+        np.round(r, out=r)
+        r[np.isnan(r)] = 0
+        if kind_bits is None:
+            return r.astype(np.float32)
+    else:
+        raise ValueError(f"unknown rounding {mode!r}; expected one of {ROUNDING_MODES}")
+    if kind_bits == 8:
+        return np.clip(r, -128, 127, out=r).astype(np.int8)
+    hi = 32767 if max16 is None else max16
+    return np.clip(r, -32768, hi, out=r).astype(np.int16)
