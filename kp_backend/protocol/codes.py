@@ -8,10 +8,10 @@ and 1.3's ``KP_ERROR_IMAGE_INVALID_WIDTH_23`` are aliases.
 
 from __future__ import annotations
 
-import enum
+from kp_backend.protocol.constants import KpEnum
 
 
-class ApiReturnCode(enum.IntEnum):
+class ApiReturnCode(KpEnum):
     """``kp.ApiReturnCode``: ``str(member)`` is ``"ApiReturnCode.NAME"`` as in Kneron's package."""
 
     KP_SUCCESS = 0
@@ -153,11 +153,6 @@ class ApiReturnCode(enum.IntEnum):
     # aliases
     KP_FW_ERROR_MODEL_EXIST_CONST_INPUT_NODE_132 = 132
     KP_ERROR_IMAGE_INVALID_WIDTH_23 = 23
-
-    def __str__(self) -> str:
-        return f"ApiReturnCode.{self.name}"
-
-    __repr__ = __str__
 
 
 def code_name(code: int) -> str:

@@ -197,7 +197,17 @@ MAX_IMAGES_PER_INFERENCE = 5
 
 
 # --- enums the kp API exposes with these exact member names ---------------------------
-class ImageFormat(enum.IntEnum):
+class KpEnum(enum.IntEnum):
+    """IntEnum printed as Kneron's package prints its enums: ``"ClassName.MEMBER"`` for both
+    ``str`` and ``repr`` (Python 3.11's IntEnum would print the number)."""
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+    __repr__ = __str__
+
+
+class ImageFormat(KpEnum):
     KP_IMAGE_FORMAT_UNKNOWN = 0x00
     KP_IMAGE_FORMAT_RGB565 = 0x60
     KP_IMAGE_FORMAT_RGBA8888 = 0x0D
@@ -214,7 +224,7 @@ class ImageFormat(enum.IntEnum):
     KP_IMAGE_FORMAT_YUV420 = 0x70
 
 
-class NormalizeMode(enum.IntEnum):
+class NormalizeMode(KpEnum):
     KP_NORMALIZE_DISABLE = 0xFF
     KP_NORMALIZE_KNERON = 0x01
     KP_NORMALIZE_TENSOR_FLOW = 0x02
@@ -225,25 +235,25 @@ class NormalizeMode(enum.IntEnum):
     KP_NORMALIZE_CUSTOMIZED_SUB128_DIV2 = 0x07
 
 
-class ResizeMode(enum.IntEnum):
+class ResizeMode(KpEnum):
     KP_RESIZE_DISABLE = 1
     KP_RESIZE_ENABLE = 2
 
 
-class PaddingMode(enum.IntEnum):
+class PaddingMode(KpEnum):
     KP_PADDING_DISABLE = 1
     KP_PADDING_CORNER = 2
     KP_PADDING_SYMMETRIC = 3
 
 
-class ResetMode(enum.IntEnum):
+class ResetMode(KpEnum):
     KP_RESET_REBOOT = 0
     KP_RESET_INFERENCE = 1
     KP_RESET_SHUTDOWN = 2
     KP_RESET_REBOOT_SYSTEM = 3
 
 
-class UsbSpeed(enum.IntEnum):
+class UsbSpeed(KpEnum):
     KP_USB_SPEED_UNKNOWN = 0
     KP_USB_SPEED_LOW = 1
     KP_USB_SPEED_FULL = 2
