@@ -238,6 +238,48 @@ class FileFeeds(_LazySequence):
         return f"FileFeeds({len(self.sources)} feeds)"
 
 
+class BatchedFeeds(_LazySequence):
+    """Feeds sliced from arrays with a leading sample axis (one array per input)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+        self._count = len(next(iter(arrays.values())))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _make(self, index: int) -> dict[str, np.ndarray]:
+        return {name: np.ascontiguousarray(array[index]) for name, array in self.arrays.items()}
+
+    def __repr__(self) -> str:
+        return f"BatchedFeeds({self._count} feeds)"
+
+
+def _batched_npz(path: Path, inputs: list[Any]) -> BatchedFeeds | None:
+    """An ``.npz`` whose arrays are the model inputs with one extra leading (sample) axis,
+    the format ``kp-runtime build-nef --calibration`` reads; ``None`` when it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+    names = [a.name for a in inputs]
+    if len(names) == 1 and len(arrays) == 1:
+        arrays = {names[0]: next(iter(arrays.values()))}
+    if set(arrays) != set(names):
+        return None
+    ranks = {a.name: len(a.shape) if isinstance(a.shape, (list, tuple)) else None for a in inputs}
+    if any(ranks[n] is None or arrays[n].ndim != ranks[n] + 1 for n in names):
+        return None
+    counts = {len(arrays[n]) for n in names}
+    if len(counts) != 1 or counts == {0}:
+        raise ValueError(
+            f"{path}: batched feeds need the same, non-zero number of samples per input, "
+            f"got { {n: len(arrays[n]) for n in names} }"
+        )
+    return BatchedFeeds({n: arrays[n] for n in names})
+
+
 def load_feeds(path: str | Path, session_or_inputs: Any = None, *, limit: int | None = None) -> Sequence[dict[str, Any]]:
     """Feeds from an ``.npz``/``.npy`` file or a folder (module docstring); at most ``limit`` of them.
 
@@ -260,6 +302,10 @@ def load_feeds(path: str | Path, session_or_inputs: Any = None, *, limit: int | 
     if root.is_file():
         if root.suffix not in (".npz", ".npy"):
             raise ValueError(f"{root}: expected an .npz or .npy file, or a folder of them")
+        if root.suffix == ".npz" and session_or_inputs is not None:
+            batched = _batched_npz(root, input_args(session_or_inputs))
+            if batched is not None:
+                return batched[:limit] if limit is not None else batched
         sources = [root]
     else:
         npys = sorted(root.glob("*.npy"))

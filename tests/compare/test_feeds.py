@@ -157,3 +157,26 @@ def test_file_errors(tmp_path) -> None:
         load_feeds(empty, sess)
     with pytest.raises(ValueError, match="limit"):
         load_feeds(tmp_path / "wrong.npz", sess, limit=0)
+
+
+def test_npz_with_a_leading_sample_axis_is_one_feed_per_sample(tmp_path) -> None:
+    sess = session(linear(weights()))
+    samples = np.arange(4 * 2 * 6, dtype=np.float32).reshape(4, 2, 6)
+    np.savez(tmp_path / "calibration.npz", x=samples)
+    feeds = load_feeds(tmp_path / "calibration.npz", sess)
+    assert len(feeds) == 4
+    for i, feed in enumerate(feeds):
+        np.testing.assert_array_equal(feed["x"], samples[i])
+        sess.run(None, feed)
+    assert len(load_feeds(tmp_path / "calibration.npz", sess, limit=3)) == 3
+    # without a session the file is one feed, keys as they are
+    assert load_feeds(tmp_path / "calibration.npz")[0]["x"].shape == (4, 2, 6)
+
+
+def test_batched_npz_needs_equal_sample_counts(tmp_path) -> None:
+    sess = session(mixed_inputs())
+    arrays = {"f": np.zeros((3, 1, 3), np.float32), "i": np.zeros((2, 2), np.int64),
+              "u": np.zeros((3, 4), np.uint8), "b": np.zeros((3, 2), bool)}
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ValueError, match="same, non-zero number of samples"):
+        load_feeds(tmp_path / "bad.npz", sess)
