@@ -635,6 +635,24 @@ class DeviceGroup:
         header = BypassRequestHeader(int(inference_number), int(model_id), count).pack()
         self._send_pair(link, header, view[:count], "bypass inference")
 
+    def send_bypass_inputs(self, model_id: int, inference_number: int,
+                           payloads: Sequence[bytes | memoryview],
+                           device_index: int | None = None) -> None:
+        """Job 17 for a model with N input nodes (§5.5): N header + data pairs with the same
+        inference number, ``total_image`` N and ``image_index`` 0…N-1, back to back under the
+        device's OUT lock so no other request interleaves. One payload is ``send_bypass``."""
+        link = self._next_send_link(device_index)
+        views = [memoryview(p).cast("B") for p in payloads]
+        if not views:
+            raise KpError(RC.KP_ERROR_INVALID_PARAM_12, "no input payloads given")
+        for view in views:
+            self._check_send(model_id, BYPASS_REQUEST_HEADER_SIZE + len(view), len(views))
+        with link.out_lock:  # re-entrant: _send_pair takes it again per pair
+            for index, view in enumerate(views):
+                header = BypassRequestHeader(int(inference_number), int(model_id), len(view),
+                                             total_image=len(views), image_index=index).pack()
+                self._send_pair(link, header, view, "bypass inference")
+
     def result_size(self, model_id: int) -> int:
         """``max_raw_out_size`` of a loaded model (``KpError`` 12 when not loaded)."""
         entry = self.models.get(int(model_id))

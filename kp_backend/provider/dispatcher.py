@@ -31,7 +31,6 @@ from kp_runtime.errors import DeviceError, DeviceProtocolError, DeviceTimeout
 
 from kp_backend.device import DeviceGroup
 from kp_backend.protocol.constants import JobId, RESULT_HEADER_SIZE
-from kp_backend.provider.group_ext import send_bypass_inputs
 from kp_backend.usb.errors import KpDeviceStatus, KpDisconnected, KpError, KpTimeout
 
 __all__ = ["InferenceRequest", "ImageParams", "DeviceWorker", "FrameDropped",
@@ -226,7 +225,8 @@ class DeviceWorker:
                 self.group.send_bypass(request.model_id, number, request.payloads[0],
                                        device_index=0)
             else:
-                send_bypass_inputs(self.group, request.model_id, number, request.payloads)
+                self.group.send_bypass_inputs(request.model_id, number, request.payloads,
+                                              device_index=0)
             return
         p = request.image
         self.group.send_image(request.model_id, number, request.payloads[0], p.width, p.height,
