@@ -73,6 +73,9 @@ class ProviderSession(abc.ABC):
     inputs: list[NodeArg]
     outputs: list[NodeArg]
     overridable_initializers: list[NodeArg] = []  # noqa: RUF012 - read-only default
+    #: other forms an input also accepts, by input name (e.g. a uint8 image for a float
+    #: input); validation tries them when a value does not match the input's NodeArg.
+    alternative_inputs: dict[str, list[NodeArg]] = {}  # noqa: RUF012 - read-only default
     metadata: ModelMetadata = ModelMetadata()
 
     _executor_lock: ClassVar[threading.Lock] = threading.Lock()

@@ -192,7 +192,8 @@ class InferenceSession:
         self, output_names: Any, input_feed: Any, run_options: RunOptions | None
     ) -> tuple[ProviderSession, list[str], dict[str, Any]]:
         psess = self._session()
-        feeds = validate_feed(self._inputs, input_feed, self._overridable)
+        feeds = validate_feed(self._inputs, input_feed, self._overridable,
+                              getattr(psess, "alternative_inputs", None))
         names = validate_output_names(self._outputs, output_names)
         if run_options is not None and run_options.terminate:
             raise Fail("Exiting due to terminate flag being set to true.")

@@ -29,11 +29,15 @@ def validate_feed(
     inputs: Sequence[NodeArg],
     feed: Mapping[str, Any],
     optional_inputs: Sequence[NodeArg] = (),
+    alternatives: Mapping[str, Sequence[NodeArg]] | None = None,
 ) -> dict[str, Any]:
     """Check ``feed`` against the model's ``inputs``; return name -> converted value.
 
     ``optional_inputs`` (e.g. overridable initializers) may be fed but need not be.
-    Inputs whose type starts with ``optional`` are not required.
+    Inputs whose type starts with ``optional`` are not required. ``alternatives`` maps an
+    input name to other forms the provider also accepts (e.g. a uint8 image for a float
+    input of an NPU model): a value matching one of them passes; one matching none is
+    reported against the input's own ``NodeArg`` (onnxruntime's text).
     """
     if not isinstance(feed, Mapping):
         raise TypeError(f"input_feed must be a dict of input name -> array, got {type(feed).__name__}")
@@ -48,7 +52,23 @@ def validate_feed(
     for name in names:
         if name not in by_name:
             raise InvalidArgument(f"Invalid input name: {name}")
-    return {name: _check_value(by_name[name], feed[name]) for name in names}
+    alternatives = alternatives or {}
+    return {
+        name: _check_with_alternatives(by_name[name], alternatives.get(name, ()), feed[name])
+        for name in names
+    }
+
+
+def _check_with_alternatives(arg: NodeArg, others: Sequence[NodeArg], value: Any) -> Any:
+    try:
+        return _check_value(arg, value)
+    except InvalidArgument as primary:
+        for other in others:
+            try:
+                return _check_value(other, value)
+            except InvalidArgument:
+                continue
+        raise primary
 
 
 def validate_output_names(

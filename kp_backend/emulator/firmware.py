@@ -106,6 +106,8 @@ class Firmware(CommandHandlers, InferenceRunner):
         self.stopped = False
         self.dead = False  # the receive thread exited (oversized inference, §3.4)
         self.phase = {"rx": "start", "npu": "idle", "tx": "idle"}
+        # a receive into the system reserve buffer is posted (no FIFO queues yet)
+        self._reserve_posted = False
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -126,7 +128,8 @@ class Firmware(CommandHandlers, InferenceRunner):
         if join:
             me = threading.current_thread()
             for t in self._threads:
-                if t is not me:
+                # a thread whose start() failed (or has not run yet) cannot be joined
+                if t is not me and t.ident is not None:
                     t.join(timeout=5)
 
     def _run(self, target: Callable[[], None]) -> None:
@@ -208,8 +211,13 @@ class Firmware(CommandHandlers, InferenceRunner):
                         self._wait()
                 size, owned = self._take_input_buffer()
                 self._set_phase("rx", "wait_host")
+                self._reserve_posted = not owned
             try:
-                msg = self.out_ep.receive(size, stopped=self._stopped)
+                try:
+                    msg = self.out_ep.receive(size, stopped=self._stopped)
+                finally:
+                    with self.cond:
+                        self._reserve_posted = False
                 if msg is None:
                     continue
                 with self.cond:
@@ -354,6 +362,12 @@ class Firmware(CommandHandlers, InferenceRunner):
         self.fifo.frame_drop = self.frame_drop
         self.fifo.image_queue.extend(self._early_jobs)
         self._early_jobs.clear()
+        if self._reserve_posted and not self.out_ep.host_waiting:
+            # Decision: the receive posted into the system reserve buffer before the queues
+            # existed is re-posted with an input buffer (nothing has arrived in it), as the
+            # hardware must do: Kneron's host sends a first 224x224 RGBA image (200,704 B,
+            # more than the KL520's 192,512-B reserve buffer) right after this control.
+            self.out_ep.abort()
         self.cond.notify_all()
         return "ack"
 

@@ -75,6 +75,10 @@ class KneronSession(ProviderSession):
             self._normalize = codec.auto_normalize(radix)
         self._ordering = None if options.channel_ordering == "onnx" else options.kneron_ordering
         self.inputs = [self._input_arg(t) for t in self.signature.inputs]
+        if options.input_mode == "auto" and len(self.signature.inputs) == 1:
+            # auto: a float tensor goes as job 17, a uint8 image as job 10 (see _request)
+            name = self.signature.inputs[0].name
+            self.alternative_inputs = {name: [NodeArg(name, UINT8_TYPE, None)]}
         self.outputs = [self._output_arg(t) for t in self.signature.outputs]
         self.metadata = self.signature.metadata
         self._out_index = {t.name: i for i, t in enumerate(self.signature.outputs)}

@@ -68,6 +68,19 @@ def test_image_inputs_equal_float_inputs(digits, virtual):
         np.testing.assert_array_equal(c, d)
 
 
+def test_auto_input_mode_takes_floats_and_uint8_images(digits, virtual):
+    with kneron(digits["nef"], device=virtual()) as s:
+        assert [str(i) for i in s.get_inputs()] == [
+            "NodeArg(name='input', type='tensor(float)', shape=[1, 1, 8, 8])"]
+        (a,) = s.run(None, {"input": digits["x"][2]})          # job 17 (bypass)
+        (b,) = s.run(None, {"input": digits["images"][2]})     # job 10 (device pre-processing)
+        np.testing.assert_array_equal(a, b)
+        # neither form: onnxruntime's message, about the input's own type
+        with pytest.raises(InvalidArgument, match=r"Actual: \(tensor\(int32\)\) , expected: "
+                                                  r"\(tensor\(float\)\)"):
+            s.run(None, {"input": digits["images"][2].astype(np.int32)})
+
+
 def test_image_options(digits, virtual):
     device = virtual()
     img = digits["images"][5]
