@@ -99,6 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``kp-runtime inspect x.nef --json | head``): not an error;
+        # point stdout at devnull so the interpreter's final flush does not complain
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - the CLI contract: one line, exit 2
         text = str(exc) or type(exc).__name__
         print(f"{PROG}: error: {type(exc).__name__}: {' '.join(text.split())}", file=sys.stderr)

@@ -148,3 +148,16 @@ def test_command_modules_are_discovered_and_a_broken_one_is_contained(tmp_path, 
     finally:
         for name in ("kp_runtime.cli.zz_hello", "kp_runtime.cli.zz_broken"):
             sys.modules.pop(name, None)
+
+
+def test_closed_stdout_is_not_an_error():
+    """``kp-runtime providers | head -0``: the reader went away; exit 0, nothing on stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from kp_runtime.cli import main; "
+         "sys.exit(main(['providers']))"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before the child writes anything
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert b"error" not in err.lower()
