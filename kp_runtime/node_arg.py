@@ -8,6 +8,7 @@ what onnxruntime prints).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -45,12 +46,18 @@ def dtype_elem_type(dtype: np.dtype) -> int | None:
 
 def array_type_string(array: np.ndarray) -> str:
     """The type string onnxruntime reports for a numpy array (``'tensor(double)'``)."""
-    elem = dtype_elem_type(array.dtype)
+    return _dtype_type_string(array.dtype)
+
+
+@functools.lru_cache(maxsize=256)  # per-run hot path: no protobuf lookups after the first
+def _dtype_type_string(dtype: np.dtype) -> str:
+    elem = dtype_elem_type(dtype)
     if elem is None:
-        return f"tensor({array.dtype})"
+        return f"tensor({dtype})"
     return tensor_type_string(elem)
 
 
+@functools.lru_cache(maxsize=256)
 def numpy_dtype_for(type_string: str) -> np.dtype | None:
     """numpy dtype for a ``tensor(...)`` type string (``None`` if not a plain tensor)."""
     if not (type_string.startswith("tensor(") and type_string.endswith(")")):

@@ -136,6 +136,8 @@ class InferenceSession:
     ) -> list[Any]:
         """Run once; ``output_names`` falsy means every output in model order."""
         psess, names, feeds = self._prepare(output_names, input_feed, run_options)
+        if not self._profiler.enabled:  # the hot path skips the context manager
+            return psess.run(names, feeds, run_options)
         with self._profiler.span("model_run", provider=self._provider.name):
             return psess.run(names, feeds, run_options)
 

@@ -14,6 +14,7 @@ native C-contiguous arrays; NaN and inf pass through.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -87,7 +88,22 @@ def validate_output_names(
     return names
 
 
+@functools.lru_cache(maxsize=1024)
+def _exact_spec(type_string: str, shape: tuple[Any, ...]) -> tuple[np.dtype, tuple[int, ...]] | None:
+    """(dtype, shape) of an input whose every dimension is fixed; ``None`` otherwise."""
+    dtype = numpy_dtype_for(type_string)
+    if dtype is None or dtype == np.dtype(object) or not all(type(d) is int for d in shape):
+        return None
+    return dtype, shape
+
+
 def _check_value(arg: NodeArg, value: Any) -> Any:
+    if type(value) is np.ndarray and arg.rank_known:
+        # fast path for the common case (run() hot loop): exactly the declared array
+        spec = _exact_spec(arg.type, tuple(arg.shape))
+        if (spec is not None and value.shape == spec[1] and value.dtype == spec[0]
+                and value.dtype.isnative and value.flags.c_contiguous):
+            return value
     expected = numpy_dtype_for(arg.type)
     if expected is None:
         # Sequences, maps, optionals: passed through to the provider as given.
@@ -97,14 +113,17 @@ def _check_value(arg: NodeArg, value: Any) -> Any:
             )
         return value
     array = _to_array(value, expected)
-    actual = array_type_string(array)
+    # Type and shape are checked on the caller's array as given, before any copy: a
+    # broadcast (zero-stride) view of a huge shape must be refused, not materialised.
+    native = array.dtype if array.dtype.isnative else array.dtype.newbyteorder("=")
+    actual = array_type_string(np.empty(0, dtype=native))
     if actual != arg.type:
         raise InvalidArgument(
             f"Unexpected input data type. Actual: ({actual}) , expected: ({arg.type})"
         )
     if arg.rank_known:
         _check_shape(arg, array.shape)
-    return array
+    return _normalised(array)
 
 
 def _to_array(value: Any, expected: np.dtype) -> np.ndarray:
@@ -120,6 +139,11 @@ def _to_array(value: Any, expected: np.dtype) -> np.ndarray:
             raise RuntimeError("Could not create tensor from given input list") from None
     else:
         raise RuntimeError(f"Unable to handle object of type {type(value)}")
+    return array
+
+
+def _normalised(array: np.ndarray) -> np.ndarray:
+    """Native byte order, C-contiguous (copies only when needed)."""
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     if not array.flags.c_contiguous:

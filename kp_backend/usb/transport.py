@@ -289,7 +289,9 @@ class UsbTransport:
 
     def _bulk_write(self, piece: bytes | memoryview, timeout_ms: int) -> None:
         try:
-            n = self._dev.write(self.ep_out, array.array("B", piece), int(timeout_ms))
+            buf = array.array("B")
+            buf.frombytes(piece)  # one memcpy; array.array("B", view) copies byte by byte
+            n = self._dev.write(self.ep_out, buf, int(timeout_ms))
         except (usb.core.USBError, NotImplementedError) as exc:
             raise map_usb_error(exc, f"bulk write of {len(piece)} bytes", self.name) from exc
         if n != len(piece):
