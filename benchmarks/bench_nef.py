@@ -1,4 +1,5 @@
-"""NEF reader speed: ``read_nef`` on the largest real NEF (no target; reported).
+"""NEF reader speed: ``read_nef`` on the largest real NEF of ``../shared/models/nef`` (no
+target; reported).
 
 ``nef_read_ms`` reads from bytes already in memory, CRC-32 of the whole file included
 (the CRC is most of the cost; the parts are views, nothing large is copied).
@@ -13,7 +14,11 @@ from pathlib import Path
 from kp_backend.nef import read_nef
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "nef"
-_FILE = _SHARED / "KL520" / "mobilenet_hostlib.nef"
+
+
+def _largest() -> Path | None:
+    files = sorted(_SHARED.glob("**/*.nef"), key=lambda p: (p.stat().st_size, str(p)))
+    return files[-1] if files else None
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -27,14 +32,15 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 def run(quick: bool = False) -> dict[str, dict]:
-    if not _FILE.is_file():
-        note = f"skipped: {_FILE} is absent"
+    path = _largest()
+    if path is None:
+        note = f"skipped: no NEF under {_SHARED}"
         return {"nef_read_ms": {"value": None, "unit": "ms", "target": None, "ok": None,
                                 "note": note}}
-    data = _FILE.read_bytes()
+    data = path.read_bytes()
     repeats = 5 if quick else 30
     full = _median_ms(lambda: read_nef(data), repeats)
-    size = f"{_FILE.name}, {len(data) / 1e6:.1f} MB, median of {repeats}"
+    size = f"{path.parent.name}/{path.name}, {len(data) / 1e6:.1f} MB, median of {repeats}"
     return {
         "nef_read_ms": {"value": round(full, 3), "unit": "ms", "target": None, "ok": None,
                         "note": f"read_nef(bytes) incl. CRC-32; {size}"},
