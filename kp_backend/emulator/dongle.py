@@ -134,6 +134,7 @@ class VirtualDongle:
         self._firmware: Firmware | None = None
         self._timer: threading.Thread | None = None
         self._closed = False
+        self.settling = 0  # threads inside settle(): only they need phase-change wake-ups
         self._powered = False
 
     @staticmethod
@@ -332,16 +333,24 @@ class VirtualDongle:
         into blocked states, re-enumeration finished). True when settled in time."""
         deadline = time.monotonic() + timeout
         with self.cond:
-            while True:
-                fw = self._firmware
-                idle = self._closed or (self._timer is None and (
-                    not self.present or fw is None or fw.quiescent()))
-                if idle:
-                    return True
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(min(left, 0.05))
+            self.settling += 1
+            try:
+                return self._settle_locked(deadline)
+            finally:
+                self.settling -= 1
+
+    def _settle_locked(self, deadline: float) -> bool:
+        """settle()'s loop; the caller holds ``self.cond``."""
+        while True:
+            fw = self._firmware
+            idle = self._closed or (self._timer is None and (
+                not self.present or fw is None or fw.quiescent()))
+            if idle:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.cond.wait(min(left, 0.05))
 
     def __repr__(self) -> str:
         return (f"VirtualDongle({self.chip.name}, port={self.port_path}, "
