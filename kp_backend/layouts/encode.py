@@ -26,6 +26,10 @@ def default_rounding(chip) -> str:
 
 def scatter(values: np.ndarray, plan: Plan) -> bytes:
     """Place fixed-point (or float32) ``values`` (flat, plan order) into a zeroed buffer."""
+    if plan.kind == I8 and plan.affine is not None:
+        packed = _pack_channel_words(values.astype(np.int8, copy=False), plan)
+        if packed is not None:
+            return packed
     buf = np.zeros(plan.nbytes, dtype=np.uint8)
     idx = plan.index
     if plan.kind == HL:
@@ -42,39 +46,41 @@ def scatter(values: np.ndarray, plan: Plan) -> bytes:
         if plan.kind == I16_MASKED:
             values &= np.int16(-2)
     if plan.affine is not None:
-        if plan.kind == I8 and _pack_channel_words(buf, values, plan):
-            return buf.tobytes()
         strided(elements, plan, writeable=True)[...] = values.reshape(plan.out_shape)
     else:
         elements[idx] = values
     return buf.tobytes()
 
 
-def _pack_channel_words(buf: np.ndarray, values: np.ndarray, plan: Plan) -> bool:
+def _pack_channel_words(values: np.ndarray, plan: Plan) -> bytes | None:
     """Fast path of :func:`scatter` for int8 layouts that keep the (at most 4) channels of a
     pixel in one aligned 4-byte word (4W4C8B on KL520/KL720 with C <= 4: element strides
     (0, 1, row, 4)): the words are built with whole-plane integer operations instead of a
     byte-strided transposing copy (3x faster on 1x3x224x224; benchmarks: ``encode_mb_s``).
-    False when the plan does not have that shape."""
+    None when the plan does not have that shape."""
     offset, strides = plan.affine
     shape = plan.out_shape
     if len(shape) != 4 or shape[0] != 1 or not 1 <= shape[1] <= 4 or tuple(strides[1:]) != (
             1, strides[2], 4) or strides[2] % 4 or offset % 4:
-        return False
+        return None
     _, channels, height, width = shape
     row = strides[2] // 4
     if (height - 1) * row + width > (plan.nbytes - offset) // 4:
-        return False
+        return None
     planes = values.view(np.uint8).reshape(channels, height, width)
-    word = planes[0].astype(np.uint32)
-    for c in range(1, channels):
-        part = planes[c].astype(np.uint32)
-        part <<= np.uint32(8 * c)
-        word |= part
+    # Horner order from the last channel: the ufuncs widen the uint8 planes on the fly,
+    # so no widened copy of each plane is made
+    word = planes[-1].astype(np.uint32)
+    for c in range(channels - 2, -1, -1):
+        word <<= np.uint32(8)
+        word |= planes[c]
+    if offset == 0 and row == width and height * width * 4 == plan.nbytes:
+        return word.astype("<u4", copy=False).tobytes()  # no padding: the words are the node
+    buf = np.zeros(plan.nbytes, dtype=np.uint8)
     words = buf[offset:offset + (plan.nbytes - offset) // 4 * 4].view("<u4")
     np.lib.stride_tricks.as_strided(words, shape=(height, width),
                                     strides=(row * 4, 4), writeable=True)[...] = word
-    return True
+    return buf.tobytes()
 
 
 def _prepare(x, plan: Plan, what: str) -> np.ndarray:

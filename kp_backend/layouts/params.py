@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 from collections.abc import Sequence
 from typing import Union
 
@@ -113,6 +114,15 @@ _check_chip_layout_cached = functools.lru_cache(maxsize=256)(_check_chip_layout)
 def parse_shape(shape: Sequence[int], chip: Chip) -> tuple[int, ...]:
     """Validate a node shape: ``(N, C, H, W)`` for v1 chips (N must be 1: Kneron converts
     only batch 0 and leaves the rest uninitialised), any rank >= 1 for KL730."""
+    if type(shape) is tuple:  # the codecs' per-call case: cached (equal tuples, equal dims)
+        try:
+            return _parse_shape_cached(shape, chip)
+        except TypeError:  # an unhashable element: parse without the cache
+            pass
+    return _parse_shape(shape, chip)
+
+
+def _parse_shape(shape: Sequence[int], chip: Chip) -> tuple[int, ...]:
     try:
         dims = tuple(int(d) for d in shape)
     except (TypeError, ValueError):
@@ -130,6 +140,9 @@ def parse_shape(shape: Sequence[int], chip: Chip) -> tuple[int, ...]:
             f"batch {dims[0]} in shape {dims}: {chip.name} nodes carry one image; expected N = 1"
         )
     return dims
+
+
+_parse_shape_cached = functools.lru_cache(maxsize=256)(_parse_shape)
 
 
 def parse_strides(strides: Sequence[int] | None, shape: tuple[int, ...], chip: Chip) -> tuple[int, ...] | None:
@@ -172,6 +185,10 @@ def pow2(radix: int) -> np.float32:
 def quant_factors(radix: Number | Sequence[Number], scale: Number | Sequence[Number]) -> np.ndarray:
     """float32 ``scale * 2**radix`` per descriptor (LAYOUTS.md §4.1): the scale is rounded to
     float32 first, the power of two is exact, the product is one float32 multiply."""
+    if type(radix) is int and type(scale) in (int, float):  # a result record's fields
+        # -0.0 == 0.0 as keys, but their factors differ in sign: the sign is in the key
+        sign = math.copysign(1.0, scale) if type(scale) is float else 1.0
+        return np.array([_factor_cached(radix, scale, sign)], dtype=np.float32)
     if np.ndim(radix) == 0 and np.ndim(scale) == 0 and not isinstance(scale, (str, bytes)):
         return np.array([_factor(radix, scale)], dtype=np.float32)
     radii = _as_list(radix, "radix")
@@ -198,6 +215,12 @@ def _factor(radix, scale) -> np.float32:
     except (TypeError, ValueError):
         raise ValueError(f"scale {scale!r} is not a number") from None
     return np.float32(s * pow2(r))
+
+
+@functools.lru_cache(maxsize=256)
+def _factor_cached(radix: int, scale: float, sign: float) -> np.float32:
+    """:func:`_factor` of a Python int radix and number scale (``sign`` keys -0.0 apart)."""
+    return _factor(radix, scale)
 
 
 def block_stride(shape: tuple[int, ...], quantized_axis: int, count: int) -> int:

@@ -102,6 +102,23 @@ def _round_half_away(p: np.ndarray) -> np.ndarray:
     return r
 
 
+def _round_half_away_saturated(p: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
+    """``clip(_round_half_away(p), lo, hi).astype(dtype)`` with four whole-array passes
+    fewer (benchmarks: ``host_overhead_us``). ``p`` (a fresh float32 array) is clipped
+    first: rounding is monotone and keeps the integer bounds, so clipping before or after
+    it gives the same integers. The truncation is the cast's own (toward zero, exact since
+    the sums lie strictly inside ``(lo - 1, hi + 1)``), so ``trunc`` and the second clip go;
+    NaN is found by one ``max`` reduction (it propagates) instead of ``isnan`` + ``any``."""
+    np.clip(p, lo, hi, out=p)
+    addend = np.bitwise_and(p.view(np.uint32), _SIGN_BIT)
+    addend |= _JUST_BELOW_HALF_BITS
+    r = addend.view(np.float32)
+    np.add(p, r, out=r)
+    if r.size and np.isnan(r.max()):
+        r[np.isnan(r)] = 0
+    return r.astype(dtype)
+
+
 def quantize(x: np.ndarray, factors: np.ndarray, *, kind_bits: int | None, mode: str,
              max16: int | None = None) -> np.ndarray:
     """Quantise ``x`` with per-element (or scalar) ``factors``.
@@ -117,9 +134,10 @@ def quantize(x: np.ndarray, factors: np.ndarray, *, kind_bits: int | None, mode:
             return np.clip(r, _FLT_MIN, _FLT_MAX).astype(np.float32)
     elif mode == "roundf":
         p = np.multiply(np.asarray(x, dtype=np.float32), factors, dtype=np.float32)
-        r = _round_half_away(p)
         if kind_bits is None:
-            return r
+            return _round_half_away(p)
+        hi = 127 if kind_bits == 8 else (32767 if max16 is None else max16)
+        return _round_half_away_saturated(p, lo, hi, np.int8 if kind_bits == 8 else np.int16)
     elif mode == "numpy":
         r = np.array(x, dtype=np.float64)
         r *= np.asarray(factors, dtype=np.float64)
