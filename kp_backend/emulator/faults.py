@@ -11,6 +11,8 @@ Example::
         {"kind": "slow_npu", "seconds": 0.2},                     # every inference +200 ms
         {"kind": "npu_timeout", "index": 0},                      # 1st NPU run -> status 103
         {"kind": "refuse_fifo"},                                  # control 0x82 stalls
+        {"kind": "truncate_result", "value": 400, "index": 2},    # 3rd result cut to 400 bytes
+        {"kind": "corrupt_result", "offset": 344, "value": 9999}, # any u32 word (node count)
     ])
 
 Counters start at 0 when the dongle is created and count across reboots. ``index`` picks the
@@ -18,7 +20,10 @@ n-th event of that kind, ``count`` (default 1) how many consecutive events are h
 is ``"out"``, ``"in"``, ``"control"`` or ``"any"``; ``request`` restricts control faults to
 one ``bRequest``. Fields of ``corrupt_result``: ``magic``, ``total_size``, ``job_id``,
 ``status_code``, ``product_id``, ``inf_number``, ``crop_number``, ``is_last_crop`` (u32 words
-of the result header).
+of the result header), or instead of ``field`` a byte ``offset`` of any u32 word of the
+message (e.g. 344: the KL520 node count; an offset past the end is ignored).
+``truncate_result`` sends only the first ``value`` bytes of the result (a short payload;
+the header's ``total_size`` is left as it was).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any, Iterable, Mapping
 __all__ = ["Fault", "FaultPlan", "FAULT_KINDS", "RESULT_FIELDS"]
 
 FAULT_KINDS = frozenset({"stall", "timeout", "drop_result", "corrupt_result", "disconnect",
-                         "slow_npu", "npu_timeout", "refuse_fifo"})
+                         "slow_npu", "npu_timeout", "refuse_fifo", "truncate_result"})
 TRANSFERS = frozenset({"out", "in", "control", "any"})
 RESULT_FIELDS = {"magic": 0, "total_size": 4, "job_id": 8, "status_code": 12,
                  "product_id": 328, "inf_number": 332, "crop_number": 336, "is_last_crop": 340}
@@ -50,6 +55,7 @@ class Fault:
     value: int = 0
     after_messages: int = 0
     seconds: float = 0.0
+    offset: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -58,9 +64,15 @@ class Fault:
             raise ValueError(f"fault transfer {self.transfer!r} unknown; expected one of {sorted(TRANSFERS)}")
         if self.index < 0 or self.count < 1:
             raise ValueError(f"fault index must be >= 0 and count >= 1, got {self.index}, {self.count}")
-        if self.kind == "corrupt_result" and self.field not in RESULT_FIELDS:
+        if self.kind == "corrupt_result" and self.offset is not None:
+            if self.field is not None or self.offset < 0:
+                raise ValueError(f"corrupt_result takes a field or an offset >= 0, got "
+                                 f"field={self.field!r}, offset={self.offset}")
+        elif self.kind == "corrupt_result" and self.field not in RESULT_FIELDS:
             raise ValueError(f"corrupt_result field {self.field!r} unknown; expected one of "
                              f"{sorted(RESULT_FIELDS)}")
+        if self.kind == "truncate_result" and self.value < 0:
+            raise ValueError(f"truncate_result value (bytes kept) must be >= 0, got {self.value}")
         if self.seconds < 0:
             raise ValueError(f"slow_npu seconds must be >= 0, got {self.seconds}")
 
@@ -111,7 +123,8 @@ class FaultPlan:
 
     def on_result(self, message: bytes) -> bytes | None:
         """Count one result about to be queued; None drops it, else the (corrupted) bytes."""
-        relevant = [f for f in self.faults if f.kind in ("drop_result", "corrupt_result")]
+        relevant = [f for f in self.faults
+                    if f.kind in ("drop_result", "corrupt_result", "truncate_result")]
         if not relevant:
             return message
         n = self._next("result")
@@ -121,7 +134,10 @@ class FaultPlan:
                 continue
             if f.kind == "drop_result":
                 return None
-            offset = RESULT_FIELDS[f.field]
+            if f.kind == "truncate_result":
+                del out[f.value:]
+                continue
+            offset = RESULT_FIELDS[f.field] if f.offset is None else f.offset
             if offset + 4 <= len(out):
                 struct.pack_into("<I", out, offset, f.value & 0xFFFFFFFF)
         return bytes(out)

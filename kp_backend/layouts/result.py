@@ -180,8 +180,19 @@ def retrieve_node(raw_result, node_idx: int, ordering="DEFAULT", as_float: bool 
     node = nodes[int(node_idx)]
     layout = DataLayout.L16W1C8B if node.layout is DataLayout.UNKNOWN else node.layout
     shape = (node.batch,) + node.shape[1:]
-    size = node_buffer_size(chip=node.chip, layout=layout, shape=shape, output=True)
     buf = memoryview(raw_result).cast("B")
+    # Every layout stores at least one byte per value: refuse a node table that declares
+    # more values than the message holds before a layout plan is sized from it (a hostile
+    # or corrupt H/C/W would otherwise allocate gigabytes of indices).
+    values = node.batch * node.channel * node.height * node.width
+    if node.offset > len(buf):
+        raise ValueError(f"node {node_idx}: its data offset {node.offset} is past the end of "
+                         f"the {len(buf)}-byte message")
+    if values > len(buf) - node.offset:
+        raise ValueError(f"node {node_idx} declares {node.batch}x{node.channel}x{node.height}x"
+                         f"{node.width} values; the message has {len(buf) - node.offset} bytes "
+                         f"after its data offset {node.offset}")
+    size = node_buffer_size(chip=node.chip, layout=layout, shape=shape, output=True)
     _need(buf, node.offset + size, f"node {node_idx} ({size} bytes at {node.offset})")
     return decode_node(buf[node.offset:node.offset + size], chip=node.chip, layout=layout,
                        shape=shape, radix=node.radix, scale=node.scale, ordering=ordering,

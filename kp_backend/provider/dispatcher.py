@@ -13,9 +13,10 @@ Each worker runs two threads over the device group layer:
 Failures stay with their dongle: a timeout fails that dongle's pending requests with
 ``DeviceTimeout``; an unplugged dongle fails its pending and queued requests with its
 ``DeviceDisconnected`` and refuses new ones; a firmware status fails the one request it
-names. With frame drop on, a result for number *k* means the dongle discarded the
-requests sent before *k* that are still pending: they fail with ``DeviceError``
-"... dropped by the device (frame_drop)".
+names, and an unreadable result (bad magic or job id, a stalled read) fails only the
+request it belongs to (the oldest pending one). With frame drop on, a result for number
+*k* means the dongle discarded the requests sent before *k* that are still pending: they
+fail with ``DeviceError`` "... dropped by the device (frame_drop)".
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ class DeviceWorker:
             except KpError as exc:
                 if self._stopping:
                     return
-                self._fail_pending(exc)
+                self._fail_one(exc)
             else:
                 self._deliver(raw, None)
 
@@ -304,6 +305,24 @@ class DeviceWorker:
         else:
             self.completed += 1
             request.finish(raw)
+
+    def _fail_one(self, error: KpError) -> None:
+        """One unreadable result (bad magic or job id, a stalled or failed read): it is the
+        result of the request its header names when the error carries the message
+        (``.raw``), else of the oldest pending one (results come in request order). The
+        other requests keep waiting for their own results."""
+        raw = getattr(error, "raw", b"") or b""
+        if len(raw) >= RESULT_HEADER_SIZE:
+            number = int.from_bytes(raw[INF_NUMBER_OFFSET:INF_NUMBER_OFFSET + 4], "little")
+            with self._cond:
+                victim = self._pending.pop(number, None)
+            if victim is not None:
+                victim.fail(error)
+                return
+        with self._cond:
+            victim = self._pending.popitem(last=False)[1] if self._pending else None
+        if victim is not None:
+            victim.fail(error)
 
     def _fail_pending(self, error: BaseException) -> None:
         with self._cond:

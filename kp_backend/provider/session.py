@@ -1,7 +1,7 @@
 """``KneronSession``: one NEF model id on one or more dongles, ORT-shaped.
 
 ``run`` is ``submit(...).result()``; ``submit`` encodes the feeds in the caller's thread
-(so bad inputs raise at once), picks the next live dongle round-robin and hands the
+(so bad inputs raise at once), picks the next live dongle round-robin (reopening a dongle that died and is back on the bus) and hands the
 request to its :class:`~kp_backend.provider.dispatcher.DeviceWorker`; the returned future
 resolves to the decoded outputs. ``run_many`` keeps up to ``in_flight`` requests per
 dongle outstanding and yields results in input order.
@@ -31,10 +31,12 @@ from kp_backend.npu_types import Chip
 from kp_backend.provider import codec
 from kp_backend.provider.companion import (
     build_signature, find_companion, load_companion, select_model)
-from kp_backend.provider.devices import REGISTRY, DeviceHandle, resolve_targets, virtual_dongle
+from kp_backend.provider.devices import (
+    REGISTRY, DeviceHandle, DeviceTarget, resolve_targets, virtual_dongle)
 from kp_backend.provider.dispatcher import InferenceRequest
 from kp_backend.provider.io_map import FLOAT_TYPE, UINT8_TYPE
 from kp_backend.provider.options import KneronOptions
+from kp_backend.usb import find_devices
 
 __all__ = ["KneronSession", "SUPPORTED_CHIPS"]
 
@@ -99,26 +101,54 @@ class KneronSession(ProviderSession):
 
     def _open_devices(self, model: ModelSource, proto: Any) -> None:
         opts = self.options
+        self._model, self._proto = model, proto  # kept to reopen a dongle that came back
         targets = resolve_targets(opts.device, self.chip)
         try:
             for target in targets:
-                handle = REGISTRY.acquire(target, self._owner, model.data, model.sha256,
-                                          timeout_ms=opts.timeout_ms,
-                                          frame_drop=opts.frame_drop,
-                                          allow_reload=opts.allow_reload)
-                self._handles.append((handle, handle.generation))
-                dongle = virtual_dongle(target)
-                if dongle is not None and proto is not None:
-                    try:  # after the load, so that the twin is checked against this NEF
-                        dongle.set_twin(self.nef_model.id, proto)
-                    except ValueError as exc:
-                        raise InvalidGraph(f"the companion ONNX cannot be the virtual "
-                                           f"dongle's twin: {exc}") from exc
+                self._handles.append(self._acquire(target))
         except BaseException:
             self.close()
             raise
         self._slots = [threading.BoundedSemaphore(opts.in_flight or handle.fifo_depth)
                        for handle, _ in self._handles]
+
+    def _acquire(self, target: DeviceTarget) -> tuple[DeviceHandle, int]:
+        """Open (or share) one dongle with this session's NEF, and give a virtual dongle
+        the companion ONNX as its twin (after the load, so that it is checked)."""
+        opts, model = self.options, self._model
+        handle = REGISTRY.acquire(target, self._owner, model.data, model.sha256,
+                                  timeout_ms=opts.timeout_ms, frame_drop=opts.frame_drop,
+                                  allow_reload=opts.allow_reload)
+        entry = (handle, handle.generation)
+        dongle = virtual_dongle(target)
+        if dongle is not None and self._proto is not None:
+            try:
+                dongle.set_twin(self.nef_model.id, self._proto)
+            except ValueError as exc:
+                REGISTRY.release(handle, self._owner)
+                raise InvalidGraph(f"the companion ONNX cannot be the virtual "
+                                   f"dongle's twin: {exc}") from exc
+        return entry
+
+    def _reopen(self, index: int) -> bool:
+        """A dongle of this session died (unplugged, rebooted): when it is on the bus again,
+        reconnect it and reload the NEF in place (the registry replaces the dead handle,
+        shared with the other sessions of this NEF). Called with ``self._lock`` held."""
+        handle = self._handles[index][0]
+        target = handle.target
+        try:
+            present = any(info.port_id == target.port_id
+                          for info in find_devices(target.backend, probe=False))
+            if not present:
+                return False
+            entry = self._acquire(target)
+        except Exception as exc:  # noqa: BLE001 - still dead: the caller reports why
+            log.info("%s: reopening failed: %s", handle.name, exc)
+            return False
+        REGISTRY.release(handle, self._owner)
+        self._handles[index] = entry
+        log.info("%s is back; reopened with the session's NEF", handle.name)
+        return True
 
     @property
     def devices(self) -> list[str]:
@@ -161,7 +191,7 @@ class KneronSession(ProviderSession):
                 if handle.generation != generation:
                     raise EPFail(f"{handle.name}: this session's NEF was replaced by another "
                                  "session (allow_reload=True); create the session again")
-                if not handle.dead:
+                if not handle.dead or self._reopen(index):
                     return index
         errors = [h.worker.dead for h, _ in self._handles if h.worker and h.worker.dead]
         raise errors[0] if errors else DeviceDisconnected("no dongle of this session is usable")
