@@ -38,7 +38,10 @@ from kp_backend.protocol.constants import (
     MAGIC_INFERENCE,
     MAX_CROP_BOX,
     MAX_DEVICES_PER_GROUP,
+    KL720_NODE_TABLE_SIZE,
     PID_KL520,
+    PID_KL720,
+    PID_KL720_LEGACY,
     RECONNECT_PAUSE_S,
     RECONNECT_SEARCH_TRIES,
     RESULT_HEADROOM,
@@ -676,9 +679,9 @@ class DeviceGroup:
                         fail_code=None)
         if len(raw) < STAMP_SIZE or u32(raw, 0) != MAGIC_INFERENCE:
             got = f"0x{u32(raw, 0):08X}" if len(raw) >= 4 else f"{len(raw)} bytes"
-            raise link.error(RC.KP_ERROR_RECEIVE_INCORRECT_HEADER_STAMP_30,
-                             f"result does not start with magic 0x{MAGIC_INFERENCE:08X} "
-                             f"(got {got})")
+            raise _with_raw(link.error(RC.KP_ERROR_RECEIVE_INCORRECT_HEADER_STAMP_30,
+                                       f"result does not start with magic "
+                                       f"0x{MAGIC_INFERENCE:08X} (got {got})"), raw)
         status, job = u32(raw, 12), u32(raw, 8)
         if status:
             # Any status the firmware put in a result (22, 23, 35, 1xx, 2xx) is a
@@ -688,9 +691,34 @@ class DeviceGroup:
             err.raw = raw
             raise err
         if job != int(expected_job):
-            raise link.error(RC.KP_ERROR_RECEIVE_JOB_ID_MISMATCH_32,
-                             f"expected a result of job {int(expected_job)}, got job {job}")
+            raise _with_raw(link.error(RC.KP_ERROR_RECEIVE_JOB_ID_MISMATCH_32,
+                                       f"expected a result of job {int(expected_job)}, "
+                                       f"got job {job}"), raw)
+        minimum = min_result_size(link.product_id)
+        if len(raw) < minimum:
+            # Deviation from Kneron (which reads a zero node count from a short message): a
+            # successful result must hold its header and node table, else nothing decodes.
+            raise _with_raw(link.error(RC.KP_ERROR_OTHER_99,
+                                       f"result of {len(raw)} bytes is shorter than a "
+                                       f"successful result's header and node table "
+                                       f"({minimum} bytes)"), raw)
         if len(raw) >= RESULT_HEADER_SIZE and u32(raw, 340) == 1 and device_index is None:
             with self._counter_lock:
                 self._recv_index = (index + 1) % len(self.links)
         return raw
+
+
+def min_result_size(product_id: int) -> int:
+    """Bytes a successful result needs before its node data (§6.1–§6.3): the 344-byte header
+    plus the node count (KL520) or the 2248-byte node table (KL720)."""
+    if product_id == PID_KL520:
+        return RESULT_HEADER_SIZE + 4
+    if product_id in (PID_KL720, PID_KL720_LEGACY):
+        return RESULT_HEADER_SIZE + KL720_NODE_TABLE_SIZE
+    return RESULT_HEADER_SIZE
+
+
+def _with_raw(error: KpError, raw: bytes) -> KpError:
+    """Attach the offending message (``.raw``), so a caller can tell whose result it was."""
+    error.raw = raw
+    return error

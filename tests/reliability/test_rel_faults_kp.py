@@ -334,6 +334,7 @@ def test_short_result_never_reads_past_it(setup, reference, keep):
     with pytest.raises(kp.ApiKPException) as info:
         bypass_receive(g, desc)  # receive, or retrieving a node, refuses the short message
     assert info.value.api_return_code in (RC.KP_ERROR_RECEIVE_INCORRECT_HEADER_STAMP_30,
+                                          RC.KP_ERROR_OTHER_99,
                                           RC.KP_ERROR_INVALID_PARAM_12), info.value.detail
     number, nodes = bypass_receive(g, desc)
     assert number == 2
@@ -374,18 +375,15 @@ def test_unknown_node_layout_code_decodes_as_kneron_does(setup, reference, value
         check_own(reference, number, nodes)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kp_backend/device/group.py DeviceGroup.receive accepts a status-0 result shorter than "
-    "its header + node table (24..344 bytes) and kp fills a header of zeros "
-    "(num_output_node 0); it should raise KpProtocolError 99 naming the byte count"))
 @pytest.mark.parametrize("keep", [24, 100, 344])
 def test_short_result_is_refused_at_receive(setup, keep):
     g, desc, dongle, data = setup
     faults(dongle, {"kind": "truncate_result", "value": keep, "index": 0})
     send(g, 1, data)
     h = kp.GenericRawBypassPreProcImageHeader(model_id=SMALL_ID)
-    with pytest.raises(kp.ApiKPException):
+    with pytest.raises(kp.ApiKPException) as info:
         kp.inference.generic_raw_inference_bypass_pre_proc_receive(g, h, desc)
+    assert int(info.value.api_return_code) == 99
 
 
 def test_result_larger_than_the_receive_buffer(emu, nef, reference):
@@ -453,7 +451,7 @@ def setup720(emu, nef720):
 @pytest.mark.parametrize("rule, code", [
     ({"kind": "corrupt_result", "field": "magic", "value": 0},
      RC.KP_ERROR_RECEIVE_INCORRECT_HEADER_STAMP_30),
-    ({"kind": "truncate_result", "value": 1000}, RC.KP_ERROR_INVALID_PARAM_12),
+    ({"kind": "truncate_result", "value": 1000}, RC.KP_ERROR_OTHER_99),
     ({"kind": "corrupt_result", "offset": 348, "value": 41}, RC.KP_ERROR_INVALID_PARAM_12),
     ({"kind": "corrupt_result", "offset": 348, "value": 0xFFFFFFFF}, RC.KP_ERROR_INVALID_PARAM_12),
     # node 0 entry at 352: start offset, buffer length, ..., H at +32, W at +36, C at +40
