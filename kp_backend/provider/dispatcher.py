@@ -32,6 +32,7 @@ from kp_runtime.errors import DeviceError, DeviceProtocolError, DeviceTimeout
 
 from kp_backend.device import DeviceGroup
 from kp_backend.protocol.constants import JobId, RESULT_HEADER_SIZE
+from kp_backend.protocol.wire import RESULT_TAIL_OFFSET
 from kp_backend.usb.errors import KpDeviceStatus, KpDisconnected, KpError, KpTimeout
 
 __all__ = ["InferenceRequest", "ImageParams", "DeviceWorker", "FrameDropped",
@@ -39,8 +40,8 @@ __all__ = ["InferenceRequest", "ImageParams", "DeviceWorker", "FrameDropped",
 
 log = logging.getLogger(__name__)
 
-#: Byte offset of ``inf_number`` in a result header (PROTOCOL.md §6.1).
-INF_NUMBER_OFFSET = 332
+#: Byte offset of ``inf_number`` in a result header (PROTOCOL.md §6.1): after ``product_id``.
+INF_NUMBER_OFFSET = RESULT_TAIL_OFFSET + 4
 _U32 = 2**32
 _POLL_S = 0.05
 

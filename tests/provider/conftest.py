@@ -8,42 +8,21 @@ device group -> pyusb -> the virtual dongle's pyusb backend.
 
 from __future__ import annotations
 
-import itertools
 import numpy as np
 import pytest
 
 import kp_runtime as ort
-from kp_backend import emulator
 from kp_backend.device import DeviceGroup
 
 from kneron_helpers import DIGITS, digits_data
 
-_kn = itertools.count(0x7E570001)
-
-
 @pytest.fixture(autouse=True)
 def _virtual_dongles(monkeypatch):
-    # The provider is "available" when virtual dongles are configured; selection asks
-    # is_available() before it sees provider options (see the provider docs).
+    # Sessions that name no device (and `providers=None` selection) find virtual dongles.
     monkeypatch.setenv("KP_VIRTUAL_DEVICES", "KL520:fast")
     # A second model load reboots the dongle; the host's 0.5 s pause is for real hardware.
     monkeypatch.setattr(DeviceGroup, "reconnect_pause_s", 0.0)
     monkeypatch.setattr(DeviceGroup, "search_interval_s", 0.01)
-
-
-@pytest.fixture
-def virtual():
-    """``virtual(spec="KL520")`` -> a ``device`` option naming fresh fast virtual dongles."""
-    specs = []
-
-    def make(spec: str = "KL520") -> str:
-        text = f"{spec}:fast:kn={next(_kn):08X}"
-        specs.append(text)
-        return "virtual:" + text
-
-    yield make
-    for text in specs:
-        emulator.get_shared_virtual_backend(text).close()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ virtual dongles that are always closed, short host pauses, and a thread-leak che
 from __future__ import annotations
 
 import faulthandler
-import itertools
 import os
 import sys
 import time
@@ -22,9 +21,6 @@ from rel_helpers import LONG, kneron_threads  # noqa: E402
 #: Per-test limit: a test still running after this is dumped and the process exits, so a
 #: hang fails CI instead of stalling it (tests also bound every wait on their own).
 WATCHDOG_S = float(os.environ.get("KP_REL_WATCHDOG_S", 3600 if LONG else 90))
-
-_kn = itertools.count(0x5E100001)
-
 
 @pytest.fixture(autouse=True)
 def watchdog():
@@ -77,17 +73,3 @@ def emu():
         backend.close()
 
 
-@pytest.fixture
-def virtual():
-    """``virtual(spec="KL520")`` -> a provider ``device`` option naming fresh fast dongles
-    (a unique KN number, so nothing leaks between tests); closed at teardown."""
-    specs = []
-
-    def make(spec: str = "KL520") -> str:
-        text = f"{spec}:fast:kn={next(_kn):08X}"
-        specs.append(text)
-        return "virtual:" + text
-
-    yield make
-    for text in specs:
-        emulator.get_shared_virtual_backend(text).close()
