@@ -2,8 +2,9 @@
 per-element reference implementation kept in ``tests/layouts/reference.py``.
 
 Cases (from the layouts issue): decode a 1x255x80x80 int8 16W1C8B KL720 node, decode a
-1x1000 node, encode a 1x3x224x224 float input (KL720 4W4C8B). MB/s counts the bytes of the
-raw node for decoding and of the float32 input for encoding. The reference is timed on a
+1x1000 node, encode a 1x3x224x224 float input (KL720 4W4C8B), and the provider's hot case:
+``encode_node_into`` of that input into a reused KL520 4W4C8B buffer. MB/s counts the bytes
+of the raw node for decoding and of the float32 input for encoding. The reference is timed on a
 smaller node of the same layout (it needs seconds per megabyte); ratios compare MB/s.
 
 ``python -m benchmarks.bench_layouts`` prints the table.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kp_backend.layouts import decode_node, encode_node, node_buffer_size
+from kp_backend.layouts import decode_node, encode_node, encode_node_into, node_buffer_size
 from kp_backend.layouts import plans
 
 _REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "layouts" / "reference.py"
@@ -105,6 +106,12 @@ def run(quick: bool = False) -> dict[str, dict]:
     t_730 = _best(lambda: encode_node(x, **enc730), repeat, number)
     out["encode_kl730_mb_s"] = _metric(x.nbytes / 1e6 / t_730, "MB/s", 100.0,
                                        "same input -> KL730 4W4C8B (kneron_round)")
+    enc520 = dict(enc, chip="KL520")
+    node = bytearray(node_buffer_size(chip="KL520", layout="4W4C8B", shape=enc["shape"]))
+    t_into = _best(lambda: encode_node_into(node, x, **enc520), repeat, number)
+    out["encode_into_us"] = _metric(t_into * 1e6, "us", None,
+                                    "float32 1x3x224x224 -> KL520 4W4C8B (roundf) written into "
+                                    "a reused buffer (provider hot path)")
     small_enc = dict(enc, shape=(1, 3, 16, 16) if quick else (1, 3, 40, 40))
     xs = x[:, :, : small_enc["shape"][2], : small_enc["shape"][3]].copy()
     t_ref_enc = _best(lambda: ref.ref_encode(xs, **small_enc), 1, 1)

@@ -124,7 +124,10 @@ class VirtualDongle:
         self.bus, self.port_numbers = position if position else (None, ())
         self.kn_number = None if kn_number is None else int(kn_number) & 0xFFFFFFFF
         self.twins: dict[int, OnnxTwin] = {}
-        self.cond = threading.Condition(threading.RLock())
+        # one lock for all state of this dongle; the main condition is for the firmware's
+        # own waits and settle(), the endpoints add their own (see endpoint.py)
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
         self.generation = 0
         self.address = 0
         self.present = False
@@ -228,8 +231,9 @@ class VirtualDongle:
         with self.cond:
             if self._closed:
                 return
-            self._firmware = fw
             self.generation += 1
+            fw.generation = self.generation
+            self._firmware = fw
             self.address = (self.address % 120) + 1
             self.configuration = 0
             self.claimed_by = None
@@ -304,16 +308,29 @@ class VirtualDongle:
                 raise TransferError(LIBUSB_ERROR_NO_DEVICE)
             return self._firmware
 
-    def host_write(self, generation: int, data: bytes, deadline: float | None) -> int:
-        fw = self.check(generation)
+    def _current(self, generation: int) -> Firmware:
+        """:meth:`check` without the lock, for the bulk path: the firmware is read first and
+        carries its own generation, so a torn read cannot pair a stale handle with a new
+        boot, and a boot that went away since has its endpoints gone (NO_DEVICE there)."""
+        fw = self._firmware
+        if fw is None or fw.generation != generation or not self.present:
+            raise TransferError(LIBUSB_ERROR_NO_DEVICE)
+        return fw
+
+    def host_write(self, generation: int, data: bytes | memoryview,
+                   deadline: float | None) -> int:
+        """One bulk OUT transfer; ``data`` (possibly a view of the host's buffer) is not
+        referenced once this returns."""
+        fw = self._current(generation)
         self.link.occupy("out", len(data))
         return fw.out_ep.host_write(data, deadline)
 
-    def host_read(self, generation: int, size: int, deadline: float | None) -> bytes:
-        fw = self.check(generation)
-        data = fw.in_ep.host_read(size, deadline)
-        self.link.occupy("in", len(data))
-        return data
+    def host_read(self, generation: int, target: memoryview, deadline: float | None) -> int:
+        """One bulk IN transfer into ``target`` (a writable byte view); the byte count."""
+        fw = self._current(generation)
+        n = fw.in_ep.host_read(target, deadline)
+        self.link.occupy("in", n)
+        return n
 
     def vendor_control(self, generation: int, request: int, value: int, index: int) -> str:
         """``"ack"`` or ``"stall"``; reboots and shutdowns are acknowledged, then happen."""
@@ -334,6 +351,8 @@ class VirtualDongle:
         deadline = time.monotonic() + timeout
         with self.cond:
             self.settling += 1
+            if self._firmware is not None:
+                self._firmware.out_ep.nudge()  # a request header whose wake-up was deferred
             try:
                 return self._settle_locked(deadline)
             finally:

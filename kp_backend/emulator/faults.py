@@ -101,6 +101,19 @@ class FaultPlan:
         self.faults: tuple[Fault, ...] = tuple(Fault.from_data(f) for f in (faults or ()))
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
+        # the rules of each event, sorted once: the host-thread path asks for every transfer
+        self._transfer_rules = self._of("stall", "timeout")
+        self._result_rules = self._of("drop_result", "corrupt_result", "truncate_result")
+        self._message_rules = self._of("disconnect")
+        self._npu_rules = self._of("npu_timeout")
+
+    def _of(self, *kinds: str) -> tuple[Fault, ...]:
+        return tuple(f for f in self.faults if f.kind in kinds)
+
+    @property
+    def counts_messages(self) -> bool:
+        """True when a rule acts on received OUT messages (:meth:`on_message`)."""
+        return bool(self._message_rules)
 
     def _next(self, key: str) -> int:
         with self._lock:
@@ -110,7 +123,7 @@ class FaultPlan:
 
     def on_transfer(self, transfer: str, request: int | None = None) -> str | None:
         """Count one host transfer; ``"stall"`` or ``"timeout"`` when a rule hits it."""
-        relevant = [f for f in self.faults if f.kind in ("stall", "timeout")]
+        relevant = self._transfer_rules
         if not relevant:
             return None
         n_kind, n_any = self._next(transfer), self._next("any")
@@ -123,8 +136,7 @@ class FaultPlan:
 
     def on_result(self, message: bytes) -> bytes | None:
         """Count one result about to be queued; None drops it, else the (corrupted) bytes."""
-        relevant = [f for f in self.faults
-                    if f.kind in ("drop_result", "corrupt_result", "truncate_result")]
+        relevant = self._result_rules
         if not relevant:
             return message
         n = self._next("result")
@@ -144,7 +156,7 @@ class FaultPlan:
 
     def on_message(self) -> bool:
         """Count one received OUT message; True when the dongle must now disconnect."""
-        relevant = [f for f in self.faults if f.kind == "disconnect"]
+        relevant = self._message_rules
         if not relevant:
             return False
         n = self._next("message") + 1
@@ -152,7 +164,7 @@ class FaultPlan:
 
     def on_npu_run(self) -> bool:
         """Count one NPU run; True when it must time out (result status 103)."""
-        relevant = [f for f in self.faults if f.kind == "npu_timeout"]
+        relevant = self._npu_rules
         if not relevant:
             return False
         n = self._next("npu")

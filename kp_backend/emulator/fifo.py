@@ -6,16 +6,16 @@ receiver takes an input buffer before it reads each OUT message (commands includ
 complete inference (all its images) is a :class:`Job` in the image queue holding one input
 buffer per image; the worker takes the oldest job, takes one result buffer per result, and
 returns the job's input buffers when the job is done; the sender returns a result buffer
-once the host has read the result. All state is guarded by the dongle's condition variable,
-which callers hold.
+once the host has read the result. All state is guarded by the dongle's lock, which callers
+hold; each change wakes only the firmware threads it concerns (``wake(*whats)``, see
+``firmware.WAITS``).
 """
 
 from __future__ import annotations
 
 import collections
-import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["Job", "Fifo"]
 
@@ -34,9 +34,9 @@ class Job:
 class Fifo:
     """Buffers and queues of one boot, created by control 0x82."""
 
-    def __init__(self, cond: threading.Condition, input_count: int, input_size: int,
+    def __init__(self, wake: Callable[..., None], input_count: int, input_size: int,
                  result_count: int, result_size: int) -> None:
-        self.cond = cond
+        self.wake = wake
         self.input_count, self.input_size = input_count, input_size
         self.result_count, self.result_size = result_count, result_size
         self.free_inputs = input_count
@@ -62,13 +62,13 @@ class Fifo:
                     self.image_queue.remove(victim)
                     self.dropped += 1
                     self.free_inputs += victim.held - 1
-                    self.cond.notify_all()
+                    self.wake()  # nobody waits for fewer queued jobs; settle() watches
                     return True
         return False
 
     def release_inputs(self, count: int = 1) -> None:
         self.free_inputs = min(self.input_count, self.free_inputs + count)
-        self.cond.notify_all()
+        self.wake("rx")
 
     def collect(self, job_id: int, header: Any, payload: bytes, total_image: int,
                 image_index: int, inference_number: int, model_id: int) -> None:
@@ -85,7 +85,9 @@ class Fifo:
         if len(job.images) >= max(total_image, 1):
             self.collecting = None
             self.image_queue.append(job)
-        self.cond.notify_all()
+            self.wake("npu")
+        else:
+            self.wake()
 
     # -- worker --------------------------------------------------------------------------
     def take_result_buffer(self) -> bool:
@@ -96,11 +98,11 @@ class Fifo:
 
     def push_result(self, message: bytes) -> None:
         self.result_queue.append(message)
-        self.cond.notify_all()
+        self.wake("tx")
 
     def release_result(self, count: int = 1) -> None:
         self.free_results = min(self.result_count, self.free_results + count)
-        self.cond.notify_all()
+        self.wake("results")
 
     # -- control 0x80 ----------------------------------------------------------------------
     def reset(self) -> None:
@@ -116,4 +118,4 @@ class Fifo:
         self.release_result(len(self.result_queue))
         self.result_queue.clear()
         self.frame_drop = False
-        self.cond.notify_all()
+        self.wake("rx", "npu", "results", "tx")

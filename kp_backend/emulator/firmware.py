@@ -25,6 +25,7 @@ until control 0x82 creates them.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import threading
 import time
@@ -74,10 +75,25 @@ class BootState(enum.Enum):
     FLASH = "flash"
 
 
+# What firmware threads wait for, one condition each: "rx" the receiver (an input buffer,
+# frame dropping), "npu" the worker (a queued job), "results" the worker (a result buffer),
+# "tx" the sender (a queued result), "stop" (the worker's NPU sleep, a dead receiver).
+WAITS = ("rx", "npu", "results", "tx", "stop")
 BCD_BY_STATE = {BootState.LOADER: BCD_LOADER, BootState.USB: BCD_COMPANION_USB_BOOT,
                 BootState.FLASH: BCD_COMPANION_FLASH_BOOT}
 # Receive buffer before the FIFO queues exist (§3.4 item 5).
 SYSTEM_RESERVE_BUFFER = {Chip.KL520: 192_512, Chip.KL720: 24 * 1024}
+
+
+def _split(parts: list[bytes], head: int, total: int) -> tuple[bytes, bytes]:
+    """(header, payload) of an inference message of ``total`` bytes received as ``parts``:
+    bytes ``[0, head)`` and ``[head, total)``. When the header came as a message of its own
+    (the host's way) the payload is the data message itself, not a copy."""
+    if len(parts) > 1 and len(parts[0]) == head <= total:
+        body = parts[1] if len(parts) == 2 else b"".join(parts[1:])
+        return parts[0], body if len(body) <= total - head else body[:total - head]
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    return data[:min(head, total)], data[head:total]
 
 
 class Firmware(CommandHandlers, InferenceRunner):
@@ -88,12 +104,16 @@ class Firmware(CommandHandlers, InferenceRunner):
     def __init__(self, dongle: "VirtualDongle", state: BootState, ncpu_loaded: bool) -> None:
         self.dongle = dongle
         self.chip: Chip = dongle.chip
-        self.cond: threading.Condition = dongle.cond
+        self.cond: threading.Condition = dongle.cond  # settle() and the lock of everything
+        # each thread waits on its own condition: woken only by what it waits for (_wake)
+        self._conds = {what: threading.Condition(dongle.lock) for what in WAITS}
         self.state = state
         self.ncpu_loaded = ncpu_loaded
+        self.generation = 0  # set by the dongle when this boot enumerates
         packet = dongle.packet_size
-        self.out_ep = OutEndpoint(self.cond, packet, length_rule=self.chip is Chip.KL520)
-        self.in_ep = InEndpoint(self.cond, packet)
+        self.out_ep = OutEndpoint(dongle.lock, packet, length_rule=self.chip is Chip.KL520,
+                                  on_change=self._out_changed)
+        self.in_ep = InEndpoint(dongle.lock, packet)
         pid = dongle.product_id
         self.ddr_begin = DDR_BEGIN[pid]
         self.heap_tail = DDR_HEAP_TAIL[pid]
@@ -124,6 +144,7 @@ class Firmware(CommandHandlers, InferenceRunner):
             self.stopped = True
             self.out_ep.disconnect()
             self.in_ep.disconnect()
+            self._wake(*WAITS)
             self.cond.notify_all()
         if join:
             me = threading.current_thread()
@@ -140,27 +161,37 @@ class Firmware(CommandHandlers, InferenceRunner):
         except Exception:  # a bug must not kill the interpreter; the dongle just hangs
             log.exception("virtual dongle %s: firmware thread crashed", self.dongle.port_path)
 
-    def _wait(self, deadline: float | None = None) -> bool:
-        """Wait on the condition (caller holds it); raises Stopped once stopped."""
+    def _wait(self, what: str, deadline: float | None = None) -> bool:
+        """Wait for ``what`` (one of :data:`WAITS`; caller holds the lock); raises Stopped
+        once stopped."""
         if self.stopped:
             raise Stopped()
         if deadline is None:
-            self.cond.wait()
+            self._conds[what].wait()
         else:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            self.cond.wait(left)
+            self._conds[what].wait(left)
         if self.stopped:
             raise Stopped()
         return True
 
+    def _wake(self, *whats: str) -> None:
+        """Wake the threads waiting for ``whats`` (caller holds the lock), and settle() if
+        it watches: every change of the firmware's state goes through here or _set_phase."""
+        for what in whats:
+            self._conds[what].notify_all()
+        if self.dongle.settling:
+            self.cond.notify_all()
+
     def _sleep(self, seconds: float) -> None:
+        """Sleep (the worker's NPU time) unless stopped."""
         if seconds <= 0:
             return
         deadline = time.monotonic() + seconds
         with self.cond:
-            while self._wait(deadline):
+            while self._wait("stop", deadline):
                 pass
 
     def _set_phase(self, role: str, phase: str) -> None:
@@ -173,6 +204,16 @@ class Firmware(CommandHandlers, InferenceRunner):
 
     def _stopped(self) -> bool:
         return self.stopped
+
+    def _out_changed(self) -> None:
+        """The OUT endpoint posted a receive, or a host transfer waits (or gave up) with no
+        receive posted (caller holds the lock): only a receiver waiting for an input buffer
+        (frame dropping looks at waiting transfers) and settle() care, so the other threads
+        are not woken."""
+        if self.phase["rx"] == "wait_input":
+            self._wake("rx")
+        elif self.dongle.settling:
+            self.cond.notify_all()
 
     @property
     def bcd_device(self) -> int:
@@ -212,13 +253,14 @@ class Firmware(CommandHandlers, InferenceRunner):
                 if self.dead:
                     self._set_phase("rx", "dead")
                     while True:
-                        self._wait()
+                        self._wait("stop")
                 size, owned = self._take_input_buffer()
                 self._set_phase("rx", "wait_host")
                 self._reserve_posted = not owned
             try:
                 try:
-                    msg = self.out_ep.receive(size, stopped=self._stopped)
+                    msg = self.out_ep.receive(size, stopped=self._stopped,
+                                              then=functools.partial(self._follow_up, size))
                 finally:
                     with self.cond:
                         self._reserve_posted = False
@@ -243,6 +285,21 @@ class Firmware(CommandHandlers, InferenceRunner):
                     with self.cond:
                         self.fifo.release_inputs(1)
 
+    def _follow_up(self, size: int, head: bytes, length: int) -> int | None:
+        """The receive the receiver posts next after a message of ``length`` bytes starting
+        with ``head`` arrived in a ``size``-byte buffer: the rest of an inference request
+        (exactly what :meth:`_receive_inference` asks for first), else None. Called by the
+        OUT endpoint in the host's thread, lock held, so the host's data write finds the
+        receive posted (and the receiver is woken once, for the whole request). Not when a
+        fault rule counts messages (that rule may disconnect first), nor while settle()
+        watches (it must see the header processed)."""
+        if (self.stopped or length < STAMP_SIZE or len(head) < STAMP_SIZE
+                or first_word(head) != MAGIC_INFERENCE or self.dongle.faults.counts_messages
+                or self.dongle.settling):
+            return None
+        total = InferenceStamp.parse(head).total_size
+        return size - length if length < total <= size else None
+
     def _take_input_buffer(self) -> tuple[int, bool]:
         """Caller holds the lock. Returns the receive buffer size and whether it is one of
         the FIFO's input buffers (False: the system reserve buffer)."""
@@ -252,7 +309,7 @@ class Firmware(CommandHandlers, InferenceRunner):
             if self.fifo.try_take_input(self.out_ep.host_waiting):
                 return self.fifo.input_size, True
             self._set_phase("rx", "wait_input")
-            self._wait()
+            self._wait("rx")
 
     def _send(self, data: bytes, deadline: float | None = None) -> bool:
         with self.cond:
@@ -273,35 +330,37 @@ class Firmware(CommandHandlers, InferenceRunner):
             with self.cond:
                 self.dead = True
             return False
-        data = bytearray(first)
+        parts = [first]
+        got = len(first)
         corrupt = False
-        while len(data) < stamp.total_size:
+        while got < stamp.total_size:
             with self.cond:
                 self._set_phase("rx", "wait_host")
-            more = self.out_ep.receive(size - len(data), stopped=self._stopped)
+            more = self.out_ep.receive(size - got, stopped=self._stopped)
             if more is None:
                 continue
             if first_word(more) == MAGIC_COMMAND:
                 corrupt = True
-            data += more
+            parts.append(more)
+            got += len(more)
         with self.cond:
             self._set_phase("rx", "busy")
         if corrupt:
             log.warning("virtual dongle %s: command inside inference data, message discarded",
                         self.dongle.port_path)
             return False
-        data = bytes(data[: stamp.total_size])
         try:
             if stamp.job_id == JobId.GENERIC_RAW_IMAGE:
-                header = ImageRequestHeader.parse(data)
-                payload = data[IMAGE_REQUEST_HEADER_SIZE:]
+                head, payload = _split(parts, IMAGE_REQUEST_HEADER_SIZE, stamp.total_size)
+                header = ImageRequestHeader.parse(head)
                 inf_no, model_id = header.inference_number, header.model_id
             elif stamp.job_id == JobId.GENERIC_RAW_BYPASS_PRE_PROC:
-                header = BypassRequestHeader.parse(data)
-                payload = data[BYPASS_REQUEST_HEADER_SIZE:]
+                head, payload = _split(parts, BYPASS_REQUEST_HEADER_SIZE, stamp.total_size)
+                header = BypassRequestHeader.parse(head)
                 inf_no, model_id = header.inference_number, header.model_id
             else:
-                header, payload, inf_no, model_id = stamp, data[STAMP_SIZE:], 0, 0
+                _, payload = _split(parts, STAMP_SIZE, stamp.total_size)
+                header, inf_no, model_id = stamp, 0, 0
         except WireError:
             return False
         with self.cond:
@@ -315,7 +374,7 @@ class Firmware(CommandHandlers, InferenceRunner):
                         self._early_jobs.append(job)
                     else:
                         self.fifo.image_queue.append(job)
-                        self.cond.notify_all()
+                        self._wake("npu")
                 return False
             self.fifo.collect(stamp.job_id, header, payload, stamp.total_image,
                               stamp.image_index, inf_no, model_id)
@@ -342,7 +401,7 @@ class Firmware(CommandHandlers, InferenceRunner):
                 self.frame_drop = value == 1
                 if self.fifo is not None:
                     self.fifo.frame_drop = self.frame_drop
-                self.cond.notify_all()
+                self._wake("rx")
                 return "ack"
             if request == ControlRequest.DDR_HEAP_BOUNDARY_ADJUST:
                 address = parse_heap_boundary_setup(value, index)
@@ -362,7 +421,7 @@ class Firmware(CommandHandlers, InferenceRunner):
         if self.heap_boundary + need > self.heap_tail:
             return "stall"
         self.heap_tail -= need
-        self.fifo = Fifo(self.cond, in_count, in_size, res_count, res_size)
+        self.fifo = Fifo(self._wake, in_count, in_size, res_count, res_size)
         self.fifo.frame_drop = self.frame_drop
         self.fifo.image_queue.extend(self._early_jobs)
         self._early_jobs.clear()
@@ -372,7 +431,7 @@ class Firmware(CommandHandlers, InferenceRunner):
             # hardware must do: Kneron's host sends a first 224x224 RGBA image (200,704 B,
             # more than the KL520's 192,512-B reserve buffer) right after this control.
             self.out_ep.abort()
-        self.cond.notify_all()
+        self._wake(*WAITS)
         return "ack"
 
     # -- worker (NPU) ------------------------------------------------------------------------------
@@ -381,7 +440,7 @@ class Firmware(CommandHandlers, InferenceRunner):
         with self.cond:
             while self.fifo is None or not getattr(self.fifo, queue):
                 self._set_phase(role, "idle")
-                self._wait()
+                self._wait(role)
             self._set_phase(role, busy)
             return self.fifo, getattr(self.fifo, queue).popleft()
 
@@ -392,7 +451,7 @@ class Firmware(CommandHandlers, InferenceRunner):
                 with self.cond:
                     while not fifo.take_result_buffer():
                         self._set_phase("npu", "wait_result")
-                        self._wait()
+                        self._wait("results")
                     self._set_phase("npu", "busy")
                 message = self.dongle.faults.on_result(result())
                 with self.cond:

@@ -74,6 +74,11 @@ def _deadline(timeout_ms: int | None):
     return deadline_after(timeout_ms / 1000.0)
 
 
+def _byte_view(buffer) -> memoryview:
+    view = memoryview(buffer)
+    return view if view.format == "B" else view.cast("B")
+
+
 @dataclass(frozen=True)
 class _DeviceId:
     """What ``enumerate_devices`` yields: one enumeration of one dongle (its descriptors are
@@ -218,9 +223,11 @@ class VirtualUsbBackend(usb.backend.IBackend):
         d = handle.dev.dongle
         if handle.closed:
             _raise(LIBUSB_ERROR_INVALID_PARAM)
-        with d.cond:
-            if not d.present or handle.dev.generation != d.generation:
-                _raise(LIBUSB_ERROR_NO_DEVICE)
+        # No lock: ``present`` is read before ``generation``, and a boot raises the
+        # generation before it sets ``present``, so a True/equal pair means this enumeration
+        # was on the bus when ``present`` was read.
+        if not d.present or handle.dev.generation != d.generation:
+            _raise(LIBUSB_ERROR_NO_DEVICE)
         return d
 
     def set_configuration(self, handle: _Handle, config_value: int) -> None:
@@ -286,29 +293,31 @@ class VirtualUsbBackend(usb.backend.IBackend):
         d = self._live(handle)
         if ep != EP_BULK_OUT:
             _raise(LIBUSB_ERROR_NOT_FOUND)
-        payload = bytes(memoryview(data).cast("B")) if not isinstance(data, bytes) else data
         self._fault(d, "out")
+        # the device copies from the caller's buffer (at most once, like libusb's DMA);
+        # the view is released before returning so the caller may resize or reuse it
+        view = _byte_view(data)
         try:
-            return d.host_write(handle.dev.generation, payload, _deadline(timeout))
+            return d.host_write(handle.dev.generation, view, _deadline(timeout))
         except TransferError as exc:
             if exc.code == LIBUSB_ERROR_TIMEOUT and exc.transferred:
                 return exc.transferred
             _raise(exc.code)
+        finally:
+            view.release()
 
     def bulk_read(self, handle: _Handle, ep: int, intf: int, buff, timeout: int) -> int:
         d = self._live(handle)
         if ep != EP_BULK_IN:
             _raise(LIBUSB_ERROR_NOT_FOUND)
-        size = len(buff) * buff.itemsize
         self._fault(d, "in")
+        view = _byte_view(buff)
         try:
-            data = d.host_read(handle.dev.generation, size, _deadline(timeout))
+            return d.host_read(handle.dev.generation, view, _deadline(timeout))
         except TransferError as exc:
-            if exc.data:
-                memoryview(buff).cast("B")[: len(exc.data)] = exc.data
             _raise(exc.code)
-        memoryview(buff).cast("B")[: len(data)] = data
-        return len(data)
+        finally:
+            view.release()
 
     def intr_read(self, handle: _Handle, ep: int, intf: int, buff, timeout: int) -> int:
         d = self._live(handle)

@@ -1,11 +1,23 @@
 """Float tensor -> NPU node bytes (LAYOUTS.md §2, §6, §8).
 
-:func:`encode_node` builds an *input* node for bypass-pre-processing ("data") inference;
-:func:`encode_output_node` builds an *output* node as the device would return it (used by the
-virtual dongle). Padding bytes are always zero.
+:func:`encode_node` builds an *input* node for bypass-pre-processing ("data") inference and
+:func:`encode_node_into` writes the same bytes into a caller's buffer (no intermediate
+``bytes``); :func:`encode_output_node` builds an *output* node as the device would return
+it (used by the virtual dongle). Padding bytes are always zero.
+
+Hot path (benchmarks: ``encode_mb_s``, ``encode_into_us``): a float tensor with one
+radix/scale pair, an int8 layout and ``roundf`` rounding (the KL520/KL720 default) is
+quantised by :func:`_fast_int8_into` in five whole-array numpy passes into per-thread work
+buffers (``kneron_round``, the KL730 default, in four), and a 4W4C8B node with C <= 4 is
+then assembled as 32-bit pixel words directly in the destination
+(:func:`_write_pixel_words`). Every other case goes through
+:func:`~kp_backend.layouts.quant.quantize` and :func:`scatter_into`; both give the same
+bytes (``tests/layouts/test_layouts_encode_into.py``).
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -15,7 +27,26 @@ from kp_backend.layouts.plans import F32, HL, I8, I16_MASKED, Plan, layout_plan
 from kp_backend.layouts.quant import ROUNDING_MODES, element_factors, quantize
 from kp_backend.npu_types import parse_chip
 
-__all__ = ["encode_node", "encode_output_node", "default_rounding", "scatter"]
+try:  # the ufunc behind np.clip, without np.clip's Python-level argument handling
+    from numpy._core.umath import clip as _clip
+except ImportError:  # numpy 1.x
+    from numpy.core.umath import clip as _clip
+
+__all__ = [
+    "default_rounding",
+    "encode_node",
+    "encode_node_into",
+    "encode_output_node",
+    "scatter",
+    "scatter_into",
+]
+
+_F32 = np.float32
+_HALF_BELOW = _F32(0.49999997)  # the largest float32 below one half
+_I8_LO, _I8_HI = _F32(-128), _F32(127)
+# Per-thread work buffers larger than this many elements are not kept between calls.
+_KEEP_ELEMENTS = 1 << 22
+_local = threading.local()
 
 
 def default_rounding(chip) -> str:
@@ -24,63 +55,217 @@ def default_rounding(chip) -> str:
     return "kneron_round" if is_v2(parse_chip(chip)) else "roundf"
 
 
-def scatter(values: np.ndarray, plan: Plan) -> bytes:
-    """Place fixed-point (or float32) ``values`` (flat, plan order) into a zeroed buffer."""
-    if plan.kind == I8 and plan.affine is not None:
-        packed = _pack_channel_words(values.astype(np.int8, copy=False), plan)
-        if packed is not None:
-            return packed
-    buf = np.zeros(plan.nbytes, dtype=np.uint8)
+# --- work buffers --------------------------------------------------------------------------
+
+
+def _scratch(name: str, n: int, dtype) -> np.ndarray:
+    """A per-thread array of ``n`` elements, reused between calls (its contents are garbage).
+
+    Per thread because the encoder may run in several threads at once; reused because fresh
+    megabyte arrays cost page faults on every call. Very large ones are not kept."""
+    if n > _KEEP_ELEMENTS:
+        return np.empty(n, dtype=dtype)
+    buf = getattr(_local, name, None)
+    if buf is None or buf.size < n:
+        buf = np.empty(max(n, 1024), dtype=dtype)
+        setattr(_local, name, buf)
+    return buf[:n]
+
+
+def _cast_reports_invalid() -> bool:
+    """Whether float32 -> int32 and -> int8 casts report NaN, infinities and values beyond
+    the int32 range as an ``invalid`` floating-point error here (numpy >= 1.24 checks the
+    FPU flags after casts; x86 and ARM raise the flag, as C Annex F requires). If so the
+    fast paths need no separate NaN pass: the cast itself tells. Checked once, on arrays
+    like the fast paths' (contiguous and strided), with the value in SIMD bodies and tails."""
+    for bad in (np.nan, np.inf, -3e9, 2.0 ** 31):
+        for n, positions in ((1, (0,)), (37, (0, 17, 36)), (4099, (5, 1024, 4098))):
+            for pos in positions:
+                src = np.zeros(n, dtype=np.float32)
+                src[pos] = bad
+                for dst in (np.empty(n, np.int32), np.empty(n, np.int8),
+                            np.empty(2 * n, np.int8)[::2]):
+                    if bad != bad or dst.dtype == np.int32:  # int8 only for NaN
+                        try:
+                            with np.errstate(invalid="raise"):
+                                np.copyto(dst, src, casting="unsafe")
+                        except FloatingPointError:
+                            continue
+                        return False
+    return True
+
+
+_CAST_RAISES = _cast_reports_invalid()
+
+
+# --- fixed-point values -> node bytes --------------------------------------------------------
+
+
+def _word_geometry(plan: Plan) -> tuple[int, int, int, int] | None:
+    """``(channels, height, width, row_words)`` when an int8 plan keeps the (at most 4)
+    channels of a pixel in one aligned little-endian 32-bit word: element strides
+    (any, 1, row, 4) from a word-aligned offset (4W4C8B on KL520/KL720/KL630, and on KL730
+    with C <= 4). None otherwise."""
+    if plan.kind != I8 or plan.affine is None:
+        return None
+    offset, st = plan.affine
+    shape = plan.out_shape
+    if len(shape) != 4 or shape[0] != 1 or not 1 <= shape[1] <= 4 or st[1] != 1 or st[3] != 4 \
+            or st[2] % 4 or offset % 4:
+        return None
+    _, channels, height, width = shape
+    row = st[2] // 4
+    if height > 1 and row < width:
+        return None
+    if (height - 1) * row + width > (plan.nbytes - offset) // 4:
+        return None
+    return channels, height, width, row
+
+
+def _write_pixel_words(fixed: np.ndarray, geometry, plan: Plan, dst: np.ndarray) -> None:
+    """Write pixel words built from ``fixed`` ((C, H, W) int8, or int32 with values in
+    [-128, 127], which is clobbered) into ``dst`` (the node's uint8 bytes), zeroing the
+    padding; no byte-strided copies.
+
+    int8 planes are ORed into place byte by byte (shift, OR per channel). For int32 planes,
+    ``sum(fixed[c] << 8c)`` (Horner) gives each channel's byte only where no lower channel
+    is negative; adding ``0x80`` per channel first makes every field non-negative (no
+    borrows), and an XOR with the same constant turns each offset byte back into the
+    two's-complement one (``(v + 128) ^ 0x80 == v & 0xFF``): six passes over H*W words,
+    written straight into the destination."""
+    channels, height, width, row = geometry
+    offset = plan.affine[0]
+    if offset == 0 and row == width and height * width * 4 == plan.nbytes:
+        words = dst.view(np.uint32).reshape(height, width)  # the words are the whole node
+    else:
+        dst[...] = 0
+        # the ndarray constructor checks the view stays inside dst (as_strided would not)
+        words = np.ndarray((height, width), dtype=np.uint32, buffer=dst, offset=offset,
+                           strides=(row * 4, 4))
+    eight = np.uint32(8)
+    if fixed.dtype == np.int8:
+        planes = fixed.view(np.uint8)
+        np.copyto(words, planes[-1])
+        for c in range(channels - 2, -1, -1):
+            np.left_shift(words, eight, out=words)
+            np.bitwise_or(words, planes[c], out=words)
+        return
+    planes = fixed.view(np.uint32)  # same bits: shifts and adds are modulo 2**32
+    key = np.uint32(int.from_bytes(b"\x80" * channels, "little"))
+    if channels == 1:
+        np.add(planes[0], key, out=words)
+    else:
+        np.left_shift(planes[-1], eight, out=words)
+        for c in range(channels - 2, -1, -1):
+            np.add(words, planes[c], out=words)
+            if c:
+                np.left_shift(words, eight, out=words)
+        np.add(words, key, out=words)
+    np.bitwise_xor(words, key, out=words)
+
+
+def scatter_into(values: np.ndarray, plan: Plan, dst: np.ndarray) -> None:
+    """Place fixed-point (or float32) ``values`` (flat, plan order) into ``dst``, the
+    node's ``plan.nbytes`` uint8 bytes, writing every byte (padding becomes zero)."""
+    if plan.kind == I8:
+        geometry = _word_geometry(plan)
+        if geometry is not None:
+            fixed = values.astype(np.int8, copy=False).reshape(geometry[:3])
+            _write_pixel_words(fixed, geometry, plan, dst)
+            return
+    dst[...] = 0
     idx = plan.index
     if plan.kind == HL:
         u = values.astype(np.int16).view(np.uint16) >> 1
-        buf[idx] = (u & 0x7F).astype(np.uint8)
-        buf[idx + 16] = ((u >> 7) & 0xFF).astype(np.uint8)
-        return buf.tobytes()
+        dst[idx] = (u & 0x7F).astype(np.uint8)
+        dst[idx + 16] = ((u >> 7) & 0xFF).astype(np.uint8)
+        return
     if plan.kind == I8:
-        elements, values = buf.view(np.int8), values.astype(np.int8, copy=False)
+        elements, values = dst.view(np.int8), values.astype(np.int8, copy=False)
     elif plan.kind == F32:
-        elements, values = buf.view("<f4"), values.astype(np.float32, copy=False)
+        elements, values = dst.view("<f4"), values.astype(np.float32, copy=False)
     else:
-        elements, values = buf.view("<i2"), values.astype(np.int16)
+        elements, values = dst.view("<i2"), values.astype(np.int16)
         if plan.kind == I16_MASKED:
             values &= np.int16(-2)
     if plan.affine is not None:
         strided(elements, plan, writeable=True)[...] = values.reshape(plan.out_shape)
     else:
         elements[idx] = values
-    return buf.tobytes()
 
 
-def _pack_channel_words(values: np.ndarray, plan: Plan) -> bytes | None:
-    """Fast path of :func:`scatter` for int8 layouts that keep the (at most 4) channels of a
-    pixel in one aligned 4-byte word (4W4C8B on KL520/KL720 with C <= 4: element strides
-    (0, 1, row, 4)): the words are built with whole-plane integer operations instead of a
-    byte-strided transposing copy (3x faster on 1x3x224x224; benchmarks: ``encode_mb_s``).
-    None when the plan does not have that shape."""
-    offset, strides = plan.affine
+def scatter(values: np.ndarray, plan: Plan) -> bytes:
+    """Place fixed-point (or float32) ``values`` (flat, plan order) into a zeroed buffer."""
+    dst = np.empty(plan.nbytes, dtype=np.uint8)
+    scatter_into(values, plan, dst)
+    return dst.tobytes()
+
+
+# --- quantisation ----------------------------------------------------------------------------
+
+
+def _fast_int8_into(x: np.ndarray, factor: np.float32, plan: Plan, dst: np.ndarray,
+                    mode: str) -> bool:
+    """Quantise float32 ``x`` with one factor into an int8 node ``dst``, bit-identical to
+    :func:`~kp_backend.layouts.quant.quantize` + :func:`scatter_into`. Returns False
+    (``dst`` possibly half written) when the general path must run instead: a NaN product
+    (which the general path maps to 0, warning as before) or, for ``kneron_round``, a value
+    at or beyond +-2**31 (the x86 quirks of §6).
+
+    ``roundf``: five passes into per-thread work arrays: multiply, clip to [-128, 127],
+    addend ``clip(q, -h, h)`` (see
+    :func:`~kp_backend.layouts.quant._round_half_away_saturated`), add, and the truncating
+    cast, straight into the node unless pixel words are to be built. ``kneron_round``:
+    multiply, ``rint``, cast, integer clip. NaN and out-of-range values are detected by the
+    cast's own ``invalid`` flag where the platform reports it (:func:`_cast_reports_invalid`),
+    else ``roundf`` uses one ``max`` reduction and ``kneron_round`` the general path."""
+    if mode == "kneron_round" and not _CAST_RAISES:
+        return False
     shape = plan.out_shape
-    if len(shape) != 4 or shape[0] != 1 or not 1 <= shape[1] <= 4 or tuple(strides[1:]) != (
-            1, strides[2], 4) or strides[2] % 4 or offset % 4:
-        return None
-    _, channels, height, width = shape
-    row = strides[2] // 4
-    if (height - 1) * row + width > (plan.nbytes - offset) // 4:
-        return None
-    planes = values.view(np.uint8).reshape(channels, height, width)
-    # Horner order from the last channel: the ufuncs widen the uint8 planes on the fly,
-    # so no widened copy of each plane is made
-    word = planes[-1].astype(np.uint32)
-    for c in range(channels - 2, -1, -1):
-        word <<= np.uint32(8)
-        word |= planes[c]
-    if offset == 0 and row == width and height * width * 4 == plan.nbytes:
-        return word.astype("<u4", copy=False).tobytes()  # no padding: the words are the node
-    buf = np.zeros(plan.nbytes, dtype=np.uint8)
-    words = buf[offset:offset + (plan.nbytes - offset) // 4 * 4].view("<u4")
-    np.lib.stride_tricks.as_strided(words, shape=(height, width),
-                                    strides=(row * 4, 4), writeable=True)[...] = word
-    return buf.tobytes()
+    q = _scratch("work_f32", x.size, np.float32).reshape(shape)
+    fixed = _scratch("work_i32", x.size, np.int32).reshape(shape)
+    geometry = _word_geometry(plan)
+    try:
+        with np.errstate(invalid="raise"):
+            np.multiply(x, factor, out=q)
+            if mode == "roundf":
+                _clip(q, _I8_LO, _I8_HI, out=q)
+                addend = fixed.view(np.float32)  # free until the cast overwrites it
+                _clip(q, -_HALF_BELOW, _HALF_BELOW, out=addend)
+                np.add(q, addend, out=q)
+                if not _CAST_RAISES and np.isnan(np.max(q)):
+                    return False
+                if geometry is None:
+                    _cast_into(q, plan, dst)
+                    return True
+            else:
+                np.rint(q, out=q)
+            np.copyto(fixed, q, casting="unsafe")
+    except FloatingPointError:
+        return False
+    if mode != "roundf":
+        _clip(fixed, np.int32(-128), np.int32(127), out=fixed)
+    if geometry is not None:
+        _write_pixel_words(fixed.reshape(geometry[:3]), geometry, plan, dst)
+    else:
+        scatter_into(fixed.reshape(-1), plan, dst)
+    return True
+
+
+def _cast_into(values: np.ndarray, plan: Plan, dst: np.ndarray) -> None:
+    """Truncate float ``values`` (plan order, in int8 range) into an int8 node ``dst``,
+    zeroing the padding."""
+    elements = dst.view(np.int8)
+    if plan.affine is None:
+        dst[...] = 0
+        fixed = _scratch("work_i8", values.size, np.int8)
+        np.copyto(fixed, values.reshape(-1), casting="unsafe")
+        elements[plan.index] = fixed
+        return
+    view = strided(elements, plan, writeable=True)
+    if not (view.flags.c_contiguous and view.size == dst.size):
+        dst[...] = 0  # some bytes are padding
+    np.copyto(view, values, casting="unsafe")
 
 
 def _prepare(x, plan: Plan, what: str) -> np.ndarray:
@@ -89,22 +274,70 @@ def _prepare(x, plan: Plan, what: str) -> np.ndarray:
         raise ValueError(f"{what} has shape {arr.shape}; expected {plan.out_shape}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{what} has dtype {arr.dtype}; expected a real numeric array")
-    return arr.reshape(-1)
+    return arr
 
 
-def _encode(x, plan: Plan, *, chip, radix, scale, quantized_axis: int, mode: str,
-            exact_blocks: bool) -> bytes:
+def _encode_into(x, plan: Plan, dst: np.ndarray, *, chip, radix, scale, quantized_axis: int,
+                 mode: str, exact_blocks: bool) -> None:
     if mode not in ROUNDING_MODES:
         raise ValueError(f"unknown rounding {mode!r}; expected one of {ROUNDING_MODES}")
-    flat = _prepare(x, plan, "input tensor")
+    arr = _prepare(x, plan, "input tensor")
     factors = element_factors(
         radix, scale, plan.out_shape, quantized_axis=quantized_axis,
         per_channel=is_v2(parse_chip(chip)), exact_blocks=exact_blocks,
     )
+    if plan.kind == I8 and mode != "numpy" and factors.ndim == 0 and _fast_int8_into(
+            np.asarray(arr, dtype=np.float32), _F32(factors), plan, dst, mode):
+        return
     bits = None if plan.kind == F32 else (8 if plan.kind == I8 else 16)
     # The KL730 helper clips 16-bit data at 32766 (its LSB is dropped anyway).
     max16 = 32766 if mode == "kneron_round" else None
-    return scatter(quantize(flat, factors, kind_bits=bits, mode=mode, max16=max16), plan)
+    scatter_into(quantize(arr.reshape(-1), factors, kind_bits=bits, mode=mode, max16=max16),
+                 plan, dst)
+
+
+def _as_destination(out, nbytes: int) -> np.ndarray:
+    """``out``'s first ``nbytes`` bytes as a writable uint8 array (no copy)."""
+    try:
+        view = memoryview(out)
+    except TypeError:
+        raise TypeError(
+            f"output buffer must support the buffer protocol (bytearray, array.array, a numpy "
+            f"array); got {type(out).__name__}"
+        ) from None
+    if view.readonly:
+        raise TypeError(
+            f"output buffer {type(out).__name__} is read-only; expected a writable buffer "
+            "(bytearray, array.array, a writable numpy array)"
+        )
+    if not view.c_contiguous:
+        raise ValueError("output buffer is not contiguous; expected one contiguous block of "
+                         "memory")
+    if view.nbytes < nbytes:
+        raise ValueError(f"output buffer has {view.nbytes} bytes; the node needs {nbytes}")
+    if view.ndim != 1 or view.format not in ("B", "b", "c"):
+        view = view.cast("B")
+    return np.frombuffer(view, dtype=np.uint8, count=nbytes)
+
+
+def encode_node_into(out, x, *, chip, layout, shape, radix, scale, strides=None,
+                     quantized_axis: int = 1, rounding: str | None = None) -> int:
+    """:func:`encode_node` written into ``out`` instead of returned; returns the node's
+    size in bytes.
+
+    ``out`` is any writable C-contiguous buffer (``bytearray``, ``array.array``, a numpy
+    array, a ``memoryview``) of at least that many bytes; exactly the first ``nbytes``
+    bytes are written, every one of them (padding included), so a reused buffer needs no
+    clearing. A buffer that is too small or not contiguous raises ``ValueError``, a
+    read-only object or one without the buffer protocol ``TypeError``. Safe to call from
+    several threads at once (work buffers are per thread).
+    """
+    plan = layout_plan(chip=chip, layout=layout, shape=shape, strides=strides)
+    dst = _as_destination(out, plan.nbytes)
+    mode = default_rounding(chip) if rounding is None else rounding
+    _encode_into(x, plan, dst, chip=chip, radix=radix, scale=scale,
+                 quantized_axis=quantized_axis, mode=mode, exact_blocks=True)
+    return plan.nbytes
 
 
 def encode_node(x, *, chip, layout, shape, radix, scale, strides=None, quantized_axis: int = 1,
@@ -119,8 +352,10 @@ def encode_node(x, *, chip, layout, shape, radix, scale, strides=None, quantized
     """
     plan = layout_plan(chip=chip, layout=layout, shape=shape, strides=strides)
     mode = default_rounding(chip) if rounding is None else rounding
-    return _encode(x, plan, chip=chip, radix=radix, scale=scale,
-                   quantized_axis=quantized_axis, mode=mode, exact_blocks=True)
+    dst = _scratch("node_u8", plan.nbytes, np.uint8)
+    _encode_into(x, plan, dst, chip=chip, radix=radix, scale=scale,
+                 quantized_axis=quantized_axis, mode=mode, exact_blocks=True)
+    return dst.tobytes()
 
 
 def encode_output_node(x, *, chip, layout, shape, radix, scale, strides=None,
@@ -137,5 +372,7 @@ def encode_output_node(x, *, chip, layout, shape, radix, scale, strides=None,
     if plan.kind == F32:
         raise ValueError("RAW_FLOAT outputs cannot be retrieved by the host; expected a "
                          "fixed-point output layout")
-    return _encode(x, plan, chip=chip, radix=radix, scale=scale,
-                   quantized_axis=quantized_axis, mode="roundf", exact_blocks=False)
+    dst = _scratch("node_u8", plan.nbytes, np.uint8)
+    _encode_into(x, plan, dst, chip=chip, radix=radix, scale=scale,
+                 quantized_axis=quantized_axis, mode="roundf", exact_blocks=False)
+    return dst.tobytes()

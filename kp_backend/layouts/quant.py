@@ -61,6 +61,7 @@ def element_factors(radix, scale, shape: tuple[int, ...], *, quantized_axis: int
 
 _JUST_BELOW_HALF_BITS = np.uint32(0x3EFFFFFF)  # 0.49999997f, the float32 just below 0.5
 _SIGN_BIT = np.uint32(0x80000000)
+_JUST_BELOW_HALF = _JUST_BELOW_HALF_BITS.view(np.float32)
 
 
 def dequantize(fixed: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -103,16 +104,18 @@ def _round_half_away(p: np.ndarray) -> np.ndarray:
 
 
 def _round_half_away_saturated(p: np.ndarray, lo: int, hi: int, dtype) -> np.ndarray:
-    """``clip(_round_half_away(p), lo, hi).astype(dtype)`` with four whole-array passes
-    fewer (benchmarks: ``host_overhead_us``). ``p`` (a fresh float32 array) is clipped
-    first: rounding is monotone and keeps the integer bounds, so clipping before or after
-    it gives the same integers. The truncation is the cast's own (toward zero, exact since
-    the sums lie strictly inside ``(lo - 1, hi + 1)``), so ``trunc`` and the second clip go;
-    NaN is found by one ``max`` reduction (it propagates) instead of ``isnan`` + ``any``."""
+    """``clip(_round_half_away(p), lo, hi).astype(dtype)`` in five whole-array passes (clip,
+    addend, add, NaN test, cast; benchmarks: ``host_overhead_us``). ``p`` (a fresh float32
+    array) is clipped first: rounding is monotone and keeps the integer bounds, so clipping
+    before or after it gives the same integers. The addend is ``clip(p, -h, h)`` with ``h``
+    the largest float32 below one half: it equals ``copysign(h, p)`` wherever ``|p| >= h``,
+    and below that the sum ``2p`` stays inside (-1, 1), so it truncates to 0 just as
+    ``p +- h`` does (NaN stays NaN). The truncation is the cast's own (toward zero, exact
+    since the sums lie strictly inside ``(lo - 1, hi + 1)``), so ``trunc`` and the second
+    clip go; NaN is found by one ``max`` reduction (it propagates) instead of ``isnan`` +
+    ``any``. Checked on all 2**32 float32 inputs (``KP_LAYOUTS_EXHAUSTIVE=1``)."""
     np.clip(p, lo, hi, out=p)
-    addend = np.bitwise_and(p.view(np.uint32), _SIGN_BIT)
-    addend |= _JUST_BELOW_HALF_BITS
-    r = addend.view(np.float32)
+    r = np.clip(p, -_JUST_BELOW_HALF, _JUST_BELOW_HALF)
     np.add(p, r, out=r)
     if r.size and np.isnan(r.max()):
         r[np.isnan(r)] = 0

@@ -33,7 +33,7 @@ from kp_backend.provider.companion import (
     build_signature, find_companion, load_companion, select_model)
 from kp_backend.provider.devices import (
     REGISTRY, DeviceHandle, DeviceTarget, resolve_targets, virtual_dongle)
-from kp_backend.provider.dispatcher import InferenceRequest
+from kp_backend.provider.dispatcher import Buffer, InferenceRequest
 from kp_backend.provider.io_map import FLOAT_TYPE, UINT8_TYPE
 from kp_backend.provider.options import KneronOptions
 from kp_backend.usb import find_devices
@@ -174,7 +174,7 @@ class KneronSession(ProviderSession):
             normalize = self._normalize or codec.auto_normalize(
                 tmaps[0].node.quantization.radix[0])
             payload, params = codec.encode_image(tmaps[0], value, self.options, normalize)
-            payloads: tuple[bytes, ...] = (payload,)
+            payloads: tuple[Buffer, ...] = (payload,)
         else:
             params = None
             payloads = tuple(codec.encode_float(t, feeds[t.name], self.chip) for t in tmaps)
@@ -196,23 +196,33 @@ class KneronSession(ProviderSession):
         errors = [h.worker.dead for h, _ in self._handles if h.worker and h.worker.dead]
         raise errors[0] if errors else DeviceDisconnected("no dongle of this session is usable")
 
+    def _wanted(self, output_names: list[str] | None) -> list[int]:
+        if not output_names:
+            return list(range(len(self.outputs)))
+        return [self._out_index[n] for n in output_names]
+
+    def _decode(self, raw: bytes, wanted: list[int], device: str) -> list[np.ndarray]:
+        return codec.decode_outputs(raw, self.signature.outputs, wanted, self._ordering, device)
+
     def submit(self, feeds: dict[str, Any], output_names: list[str],
                run_options: Any = None) -> concurrent.futures.Future:
         """Start one inference; the future resolves to the outputs ``output_names``."""
-        wanted = [self._out_index[n] for n in output_names] if output_names else \
-            list(range(len(self.outputs)))
+        wanted = self._wanted(output_names)
         request, index = self._request(feeds)
-        handle = self._handles[index][0]
+        return self._queue(request, self._handles[index][0], wanted)
+
+    def _queue(self, request: InferenceRequest, handle: DeviceHandle,
+               wanted: list[int]) -> concurrent.futures.Future:
+        """Hand ``request`` to the dongle's worker threads; decode in the receiver thread."""
         assert handle.worker is not None
         result: concurrent.futures.Future = concurrent.futures.Future()
-        outputs, ordering, name = self.signature.outputs, self._ordering, handle.name
+        name = handle.name
 
         def done(raw_future: concurrent.futures.Future) -> None:
             if result.cancelled():
                 return
             try:
-                values = codec.decode_outputs(raw_future.result(), outputs, wanted, ordering,
-                                              name)
+                values = self._decode(raw_future.result(), wanted, name)
             except BaseException as exc:  # noqa: BLE001 - delivered to the caller
                 result.set_exception(exc)
             else:
@@ -230,7 +240,26 @@ class KneronSession(ProviderSession):
 
     def run(self, output_names: list[str], feeds: dict[str, Any],
             run_options: Any = None) -> list[Any]:
-        return self.submit(feeds, output_names, run_options).result()
+        """One inference. On an idle dongle the exchange happens in the calling thread
+        (:meth:`DeviceWorker.run_inline`, no thread hand-offs); otherwise the request
+        queues behind the others like ``submit``."""
+        wanted = self._wanted(output_names)
+        request, index = self._request(feeds)
+        handle = self._handles[index][0]
+        assert handle.worker is not None
+        future = request.future
+        with self._lock:
+            self._outstanding.add(future)  # close() waits for it like for a submitted one
+        try:
+            inline = handle.worker.run_inline(request)
+        finally:
+            if future.done():
+                self._forget(future)
+        if not inline:
+            with self._lock:
+                self._outstanding.discard(future)
+            return self._queue(request, handle, wanted).result()
+        return self._decode(future.result(), wanted, handle.name)
 
     def run_many(self, feeds: Iterable[dict[str, Any]],
                  output_names: list[str]) -> Iterator[list[Any]]:

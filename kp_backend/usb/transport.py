@@ -231,6 +231,20 @@ def find_device(port_id: int, backend: Any = None) -> usb.core.Device | None:
 _ZERO_BYTE = array.array("B", [0])  # array * n: one allocation, filled by doubling copies
 
 
+def _as_byte_array(piece: bytes | memoryview) -> array.array:
+    """``piece`` as the ``array.array("B")`` pyusb sends without copying: the very array
+    when ``piece`` views all of one (the encoders build payloads in such arrays, so a
+    200 KB input goes out with no host copy), else one memcpy into a new array
+    (``array.array("B", view)`` would copy byte by byte)."""
+    owner = piece.obj if isinstance(piece, memoryview) else None
+    if (isinstance(owner, array.array) and owner.typecode == "B"
+            and len(piece) == len(owner) and piece.contiguous):
+        return owner
+    buf = array.array("B")
+    buf.frombytes(piece)
+    return buf
+
+
 class UsbTransport:
     """An opened, claimed Kneron device with KDP2 bulk/control rules applied."""
 
@@ -292,9 +306,7 @@ class UsbTransport:
 
     def _bulk_write(self, piece: bytes | memoryview, timeout_ms: int) -> None:
         try:
-            buf = array.array("B")
-            buf.frombytes(piece)  # one memcpy; array.array("B", view) copies byte by byte
-            n = self._dev.write(self.ep_out, buf, int(timeout_ms))
+            n = self._dev.write(self.ep_out, _as_byte_array(piece), int(timeout_ms))
         except (usb.core.USBError, NotImplementedError) as exc:
             raise map_usb_error(exc, f"bulk write of {len(piece)} bytes", self.name) from exc
         if n != len(piece):
