@@ -44,7 +44,10 @@ notify would be a hang, since a host timeout of 0 waits forever):
   (for a request header: when its follow-up completes); abort (FIFO reset, FIFO re-post);
   disconnect; ``settle()`` (``nudge``);
 * firmware send (``InEndpoint._senders``): its message read to the end; abort (FIFO reset
-  abandons it); disconnect.
+  abandons it); disconnect. The result sender sends asynchronously (``on_done``, run by
+  the host's read that completes the message, frees the result buffer) and waits here
+  only when it has the next result while the previous one is still unread
+  (``wait_sent``), so in a serial exchange a completed read wakes no device thread.
 
 The firmware's other waits (input and result buffers, queues, NPU sleep; one condition each,
 see ``firmware.WAITS``) and ``VirtualDongle.settle`` (the dongle's main condition) hear from
@@ -400,15 +403,23 @@ def _join(parts: list[bytes]) -> bytes:
 
 
 class _InMessage:
-    __slots__ = ("data", "offset", "zlp_only", "done", "abandoned", "started")
+    __slots__ = ("data", "offset", "zlp_only", "done", "abandoned", "started", "on_done")
 
-    def __init__(self, data: bytes, zlp_only: bool = False) -> None:
+    def __init__(self, data: bytes, zlp_only: bool = False,
+                 on_done: Callable[[], None] | None = None) -> None:
         self.data = data
         self.offset = 0
         self.zlp_only = zlp_only
         self.done = False
         self.abandoned = False
         self.started = False
+        self.on_done = on_done
+
+    def settle(self) -> None:
+        """Report the end of an asynchronous send (read or abandoned) once; lock held."""
+        callback, self.on_done = self.on_done, None
+        if callback is not None:
+            callback()
 
 
 class InEndpoint:
@@ -421,15 +432,33 @@ class InEndpoint:
         self._senders = threading.Condition(lock)
         self.packet = packet
         self._queue: collections.deque[_InMessage] = collections.deque()
+        self._in_flight: _InMessage | None = None  # the last asynchronous send
         self.gone = False
 
     # -- firmware side -------------------------------------------------------------------
     def send(self, data: bytes, deadline: float | None = None,
-             stopped: Callable[[], bool] = _never) -> bool:
+             stopped: Callable[[], bool] = _never,
+             on_done: Callable[[], None] | None = None) -> bool:
         """Queue one message and wait until the host has read all of it. Returns False when
-        it was abandoned: not started before ``deadline``, aborted, or the device stopped."""
-        message = _InMessage(bytes(data))
+        it was abandoned: not started before ``deadline``, aborted, or the device stopped.
+
+        With ``on_done`` the send is asynchronous: it queues the message and returns True
+        (after :meth:`wait_sent`, as the firmware transmits one result at a time);
+        ``on_done()`` is called once, under the dongle's lock, when the host has read the
+        message or it was abandoned (FIFO reset, disconnect). The result sender uses this
+        so that a host read that completes a result does not have to wake the firmware's
+        sender thread (which would then compete with the host's thread for the GIL;
+        benchmarks: ``host_overhead_us``)."""
         with self._lock:
+            if on_done is not None:
+                if not self.wait_sent(stopped):
+                    return False
+                message = _InMessage(bytes(data), on_done=on_done)
+                self._in_flight = message
+                self._queue.append(message)
+                self._readers.notify_all()
+                return True
+            message = _InMessage(bytes(data))
             self._queue.append(message)
             self._readers.notify_all()
             while not message.done:
@@ -444,16 +473,29 @@ class InEndpoint:
                     return False
             return True
 
+    def wait_sent(self, stopped: Callable[[], bool] = _never) -> bool:
+        """Wait until the last asynchronous message has been read or abandoned. False when
+        the device stopped or left the bus first."""
+        with self._lock:
+            previous = self._in_flight
+            while previous is not None and not (previous.done or previous.abandoned):
+                if stopped() or self.gone:
+                    return False
+                _wait(self._senders, None)
+            return True
+
     def _drop(self, message: _InMessage) -> None:
         message.abandoned = True
         if message in self._queue:
             self._queue.remove(message)
+        message.settle()
 
     def abort(self) -> None:
         """FIFO reset: abandon everything queued or in transmission."""
         with self._lock:
             for message in self._queue:
                 message.abandoned = True
+                message.settle()
             self._queue.clear()
             self._senders.notify_all()
 
@@ -516,4 +558,5 @@ class InEndpoint:
         message.done = True
         if zlp:
             self._queue.appendleft(_InMessage(b"", zlp_only=True))
-        self._senders.notify_all()
+        message.settle()
+        self._senders.notify_all()  # no system call unless a synchronous sender waits

@@ -465,9 +465,24 @@ class Firmware(CommandHandlers, InferenceRunner):
     # -- sender --------------------------------------------------------------------------------------
     def _sender(self) -> None:
         while True:
-            fifo, message = self._next("tx", "result_queue", "sending")
-            try:
-                self.in_ep.send(message, None, stopped=self._stopped)
-            finally:
+            with self.cond:
+                while self.fifo is None or not self.fifo.result_queue:
+                    self._set_phase("tx", "idle")
+                    self._wait("tx")
+                self._set_phase("tx", "sending")
+            # The previous result is transmitted before the next one is taken (so that a
+            # FIFO reset meanwhile discards the next one with the rest of the queue). It is
+            # waited for only now that there is a next one: a host read that completes a
+            # result wakes nobody (benchmarks: host_overhead_us).
+            self.in_ep.wait_sent(self._stopped)
+            with self.cond:
+                fifo = self.fifo
+                if fifo is None or not fifo.result_queue:
+                    continue  # a FIFO reset emptied the queue meanwhile
+                message = fifo.result_queue.popleft()
+            # the result buffer is free again once the host has read the message (or it
+            # was abandoned); that completion runs in the host's reading thread
+            release = functools.partial(fifo.release_result, 1)
+            if not self.in_ep.send(message, None, stopped=self._stopped, on_done=release):
                 with self.cond:
                     fifo.release_result(1)

@@ -8,8 +8,9 @@ All functions are pure and vectorised; per-node index plans are cached
 numbers, or names (``"KL720"``, ``"16W1C8B"``). Bad input raises ``ValueError``.
 """
 
-from kp_backend.layouts.decode import decode_node
+from kp_backend.layouts.decode import NodeDecoder, decode_node
 from kp_backend.layouts.encode import (
+    NodeEncoder,
     default_rounding,
     encode_node,
     encode_node_into,
@@ -29,6 +30,8 @@ from kp_backend.layouts.result import (
 
 __all__ = [
     "ChannelOrdering",
+    "NodeDecoder",
+    "NodeEncoder",
     "NodeRecord",
     "Plan",
     "ROUNDING_MODES",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kp_backend.layouts.decode import decode_node
+from kp_backend.layouts.decode import NodeDecoder
 from kp_backend.layouts.plans import node_buffer_size
 from kp_backend.npu_types import Chip, DataLayout, code_from_layout, layout_from_code, parse_chip
 from kp_backend.protocol.constants import (
@@ -43,6 +43,7 @@ __all__ = [
     "NodeRecord",
     "parse_result_nodes",
     "retrieve_node",
+    "decode_record",
     "build_result_payload",
     "result_payload_size",
     "KL630_NODE_ENTRY_SIZE",
@@ -177,10 +178,19 @@ def retrieve_node(raw_result, node_idx: int, ordering="DEFAULT", as_float: bool 
     nodes = parse_result_nodes(raw_result)
     if not 0 <= int(node_idx) < len(nodes):
         raise ValueError(f"node index {node_idx} out of range; the result has {len(nodes)} nodes")
-    node = nodes[int(node_idx)]
+    return decode_record(raw_result, nodes[int(node_idx)], ordering, as_float)
+
+
+def decode_record(raw_result, node: NodeRecord, ordering="DEFAULT", as_float: bool = True,
+                  decoders: dict | None = None) -> np.ndarray:
+    """Decode one node of ``raw_result`` from its record (``parse_result_nodes``), as
+    :func:`retrieve_node` does; for callers that parse a message once for all its nodes.
+    ``decoders`` (a dict the caller keeps) caches the :class:`NodeDecoder` of each node
+    geometry between calls."""
     layout = DataLayout.L16W1C8B if node.layout is DataLayout.UNKNOWN else node.layout
     shape = (node.batch,) + node.shape[1:]
     buf = memoryview(raw_result).cast("B")
+    node_idx = node.index
     # Every layout stores at least one byte per value: refuse a node table that declares
     # more values than the message holds before a layout plan is sized from it (a hostile
     # or corrupt H/C/W would otherwise allocate gigabytes of indices).
@@ -192,11 +202,18 @@ def retrieve_node(raw_result, node_idx: int, ordering="DEFAULT", as_float: bool 
         raise ValueError(f"node {node_idx} declares {node.batch}x{node.channel}x{node.height}x"
                          f"{node.width} values; the message has {len(buf) - node.offset} bytes "
                          f"after its data offset {node.offset}")
-    size = node_buffer_size(chip=node.chip, layout=layout, shape=shape, output=True)
+    key = (node.chip, layout, shape, ordering)
+    decoder = decoders.get(key) if decoders is not None else None
+    if decoder is None:
+        decoder = NodeDecoder(chip=node.chip, layout=layout, shape=shape, ordering=ordering)
+        if decoders is not None:
+            if len(decoders) >= 64:  # geometries come from the device: keep the cache bounded
+                decoders.clear()
+            decoders[key] = decoder
+    size = decoder.nbytes
     _need(buf, node.offset + size, f"node {node_idx} ({size} bytes at {node.offset})")
-    return decode_node(buf[node.offset:node.offset + size], chip=node.chip, layout=layout,
-                       shape=shape, radix=node.radix, scale=node.scale, ordering=ordering,
-                       as_float=as_float)
+    return decoder.decode(buf[node.offset:node.offset + size], node.radix, node.scale,
+                          as_float)
 
 
 def result_payload_size(chip, node_count: int, output_mem_len: int) -> int:

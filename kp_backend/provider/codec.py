@@ -20,16 +20,16 @@ import numpy as np
 
 from kp_runtime.errors import DeviceProtocolError, InvalidArgument
 
-from kp_backend.layouts import encode_node_into, node_buffer_size, retrieve_node
+from kp_backend.layouts import NodeEncoder
 from kp_backend.layouts.params import ChannelOrdering
-from kp_backend.layouts.result import parse_result_nodes
+from kp_backend.layouts.result import decode_record, parse_result_nodes
 from kp_backend.npu_types import Chip
 from kp_backend.protocol.constants import BYTES_PER_PIXEL, ImageFormat, NormalizeMode
 from kp_backend.provider.dispatcher import ImageParams
 from kp_backend.provider.io_map import TensorMap
 from kp_backend.provider.options import KneronOptions
 
-__all__ = ["encode_float", "encode_image", "decode_outputs", "auto_normalize",
+__all__ = ["FloatInput", "encode_float", "encode_image", "decode_outputs", "auto_normalize",
            "node_shape_for_ordering"]
 
 _F = ImageFormat
@@ -39,28 +39,43 @@ _TWO_BYTE = frozenset(f for f, bpp in BYTES_PER_PIXEL.items() if bpp == 2)
 _USABLE = frozenset({_F.KP_IMAGE_FORMAT_RAW8, _F.KP_IMAGE_FORMAT_RGBA8888}) | _TWO_BYTE
 
 
-def encode_float(tmap: TensorMap, x: np.ndarray, chip: Chip) -> array.array:
-    """A float tensor in ``tmap``'s ONNX shape -> the NPU input node bytes.
+class FloatInput:
+    """Encoder of one float input of a session: ONNX-shaped float tensor -> the NPU input
+    node bytes, with the node's layout plan and quantisation prepared once
+    (:class:`~kp_backend.layouts.NodeEncoder`)."""
 
-    The bytes are an ``array.array("B")`` made for this request: the USB transport hands
-    such an array to pyusb as it is, so the input is written once, by the encoder, and
-    never copied on the host (benchmarks: ``host_overhead_us``)."""
-    node = tmap.node
-    q = node.quantization
-    radix = list(q.radix) if q.per_channel else q.radix[0]
-    scale = list(q.scale) if q.per_channel else q.scale[0]
-    strides = node.stride_npu or None
-    try:
-        size = node_buffer_size(chip=chip, layout=node.data_layout, shape=tmap.dims,
-                                strides=strides)
-        out = _ZERO * size  # a memset; every byte is then written by the encoder
-        encode_node_into(out, tmap.to_npu(np.asarray(x, dtype=np.float32)), chip=chip,
-                         layout=node.data_layout, shape=tmap.dims, radix=radix, scale=scale,
-                         strides=strides, quantized_axis=q.axis)
+    def __init__(self, tmap: TensorMap, chip: Chip) -> None:
+        node = tmap.node
+        q = node.quantization
+        self.tmap = tmap
+        try:
+            self._encoder = NodeEncoder(
+                chip=chip, layout=node.data_layout, shape=tmap.dims,
+                radix=list(q.radix) if q.per_channel else q.radix[0],
+                scale=list(q.scale) if q.per_channel else q.scale[0],
+                strides=node.stride_npu or None, quantized_axis=q.axis)
+        except ValueError as exc:
+            raise InvalidArgument(f"input '{tmap.name}' cannot be quantised for the NPU: "
+                                  f"{exc}") from exc
+        self._nbytes = self._encoder.nbytes
+
+    def encode(self, x: np.ndarray) -> array.array:
+        """The node bytes for ``x``, in an ``array.array("B")`` made for this request: the
+        USB transport hands such an array to pyusb as it is, so the input is written once,
+        by the encoder, and never copied on the host (benchmarks: ``host_overhead_us``)."""
+        out = _ZERO * self._nbytes  # a memset; every byte is then written by the encoder
+        try:
+            self._encoder.encode_into(out, self.tmap.to_npu(np.asarray(x, dtype=np.float32)))
+        except ValueError as exc:
+            raise InvalidArgument(f"input '{self.tmap.name}' cannot be quantised for the NPU: "
+                                  f"{exc}") from exc
         return out
-    except ValueError as exc:
-        raise InvalidArgument(f"input '{tmap.name}' cannot be quantised for the NPU: {exc}") \
-            from exc
+
+
+def encode_float(tmap: TensorMap, x: np.ndarray, chip: Chip) -> array.array:
+    """A float tensor in ``tmap``'s ONNX shape -> the NPU input node bytes (one-off form of
+    :class:`FloatInput`)."""
+    return FloatInput(tmap, chip).encode(x)
 
 
 def auto_normalize(radix: int) -> NormalizeMode:
@@ -132,10 +147,12 @@ def node_shape_for_ordering(tmap: TensorMap, ordering: ChannelOrdering,
 
 
 def decode_outputs(raw: bytes, outputs: Sequence[TensorMap], wanted: Sequence[int],
-                   ordering: ChannelOrdering | None, device: str) -> list[np.ndarray]:
+                   ordering: ChannelOrdering | None, device: str,
+                   decoders: dict | None = None) -> list[np.ndarray]:
     """The float32 outputs ``wanted`` (indices into ``outputs``) of one result message.
 
-    ``ordering`` None gives ONNX shapes; otherwise Kneron's shapes for that ordering."""
+    ``ordering`` None gives ONNX shapes; otherwise Kneron's shapes for that ordering.
+    ``decoders`` is a dict the caller keeps across calls (prepared node decoders)."""
     try:
         nodes = parse_result_nodes(raw)
     except ValueError as exc:
@@ -151,8 +168,9 @@ def decode_outputs(raw: bytes, outputs: Sequence[TensorMap], wanted: Sequence[in
             raise DeviceProtocolError(f"{device}: output node {index} is (C, H, W) = {got}, "
                                       f"the NEF says {tmap.dims[1:]}", device=device)
         try:
-            value = retrieve_node(raw, index,
-                                  ChannelOrdering.CHW if ordering is None else ordering)
+            value = decode_record(raw, node,
+                                  ChannelOrdering.CHW if ordering is None else ordering,
+                                  decoders=decoders)
         except ValueError as exc:
             raise DeviceProtocolError(f"{device}: output node {index}: {exc}",
                                       device=device) from exc

@@ -17,6 +17,7 @@ Shape rules (decisions, written down because no Kneron source fixes them):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,14 +119,19 @@ class TensorMap:
     def node_arg(self) -> NodeArg:
         return NodeArg(self.name, self.onnx_type, list(self.onnx_shape))
 
-    @property
+    # cached: the NEF node never changes, and these run on every inference
+    @functools.cached_property
     def dims(self) -> tuple[int, int, int, int]:
         return npu_dims(self.node)
+
+    @functools.cached_property
+    def _perm(self) -> tuple[int, ...] | None:
+        return _permutation(self.node)
 
     def to_npu(self, x: np.ndarray) -> np.ndarray:
         """An array in the ONNX shape -> the node's ``(N, C, H, W)`` NPU-order array."""
         arr = np.asarray(x)
-        perm = _permutation(self.node)
+        perm = self._perm
         if perm is not None:
             arr = arr.reshape(self.node.shape).transpose(perm)
         return arr.reshape(self.dims)
@@ -133,7 +139,7 @@ class TensorMap:
     def from_npu(self, y: np.ndarray) -> np.ndarray:
         """A decoded ``(N, C, H, W)`` (CHW order) array -> the ONNX shape."""
         arr = np.asarray(y)
-        perm = _permutation(self.node)
+        perm = self._perm
         if perm is not None:
             arr = arr.reshape(self.node.shape_npu).transpose(np.argsort(perm))
         return arr.reshape(self.onnx_shape)

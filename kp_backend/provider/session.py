@@ -77,6 +77,8 @@ class KneronSession(ProviderSession):
             self._normalize = codec.auto_normalize(radix)
         self._ordering = None if options.channel_ordering == "onnx" else options.kneron_ordering
         self.inputs = [self._input_arg(t) for t in self.signature.inputs]
+        self._float_inputs: list[codec.FloatInput] | None = None  # made on first float run
+        self._decoders: dict = {}  # prepared output node decoders (codec.decode_outputs)
         if options.input_mode == "auto" and len(self.signature.inputs) == 1:
             # auto: a float tensor goes as job 17, a uint8 image as job 10 (see _request)
             name = self.signature.inputs[0].name
@@ -177,7 +179,11 @@ class KneronSession(ProviderSession):
             payloads: tuple[Buffer, ...] = (payload,)
         else:
             params = None
-            payloads = tuple(codec.encode_float(t, feeds[t.name], self.chip) for t in tmaps)
+            encoders = self._float_inputs
+            if encoders is None:  # bad quantisation parameters raise here, at the run
+                encoders = [codec.FloatInput(t, self.chip) for t in tmaps]
+                self._float_inputs = encoders
+            payloads = tuple(enc.encode(feeds[enc.tmap.name]) for enc in encoders)
         index = self._next_device()
         return InferenceRequest(self.nef_model.id, payloads, params, self._slots[index]), index
 
@@ -202,7 +208,8 @@ class KneronSession(ProviderSession):
         return [self._out_index[n] for n in output_names]
 
     def _decode(self, raw: bytes, wanted: list[int], device: str) -> list[np.ndarray]:
-        return codec.decode_outputs(raw, self.signature.outputs, wanted, self._ordering, device)
+        return codec.decode_outputs(raw, self.signature.outputs, wanted, self._ordering, device,
+                                    self._decoders)
 
     def submit(self, feeds: dict[str, Any], output_names: list[str],
                run_options: Any = None) -> concurrent.futures.Future:

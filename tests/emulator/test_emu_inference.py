@@ -301,3 +301,28 @@ def test_kl720_collects_images_by_index(emu, kl720_two_inputs):
     assert (head.status_code, head.inf_number, len(head.pre_proc_info), len(raw)) == (0, 2, 2, size)
     with pytest.raises(usb.core.USBTimeoutError):  # exactly one result for the three sends
         dev.read(EP_BULK_IN, size, 50)
+
+
+def test_reading_a_result_frees_its_buffer_in_the_read_itself(emu, kl520_nef):
+    # the firmware's sender thread is not needed to release it: the host read does
+    dev, dongle = ready(emu, kl520_nef, results=1)
+    fifo = dongle.firmware.fifo
+    for n in range(1, 6):
+        host.send_bypass(dev, n, KL520_MODEL, bytes(KL520_INPUT))
+        header, _ = result(dev)
+        with dongle.lock:
+            assert fifo.free_results == 1, "the buffer of a read result is still busy"
+        assert header.inf_number == n
+
+
+def test_a_fifo_reset_drops_an_unread_result_and_frees_its_buffer(emu, kl520_nef):
+    dev, dongle = ready(emu, kl520_nef, results=1)
+    host.send_bypass(dev, 1, KL520_MODEL, bytes(KL520_INPUT))
+    assert dongle.settle()  # its result waits on the IN endpoint
+    assert host.ctrl(dev, 0x80) == 0
+    with dongle.lock:
+        assert dongle.firmware.fifo.free_results == 1
+    with pytest.raises(usb.core.USBTimeoutError):
+        dev.read(EP_BULK_IN, KL520_RESULT, 50)
+    host.send_bypass(dev, 2, KL520_MODEL, bytes(KL520_INPUT))
+    assert result(dev)[0].inf_number == 2
