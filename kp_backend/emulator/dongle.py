@@ -303,10 +303,9 @@ class VirtualDongle:
 
     # -- host side (called by the USB backend) -------------------------------------------------
     def check(self, generation: int) -> Firmware:
+        """The running firmware of the boot ``generation`` names (NO_DEVICE otherwise)."""
         with self.cond:
-            if not self.present or generation != self.generation or self._firmware is None:
-                raise TransferError(LIBUSB_ERROR_NO_DEVICE)
-            return self._firmware
+            return self._current(generation)
 
     def _current(self, generation: int) -> Firmware:
         """:meth:`check` without the lock, for the bulk path: the firmware is read first and

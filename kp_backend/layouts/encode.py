@@ -24,13 +24,9 @@ import numpy as np
 from kp_backend.layouts.decode import strided
 from kp_backend.layouts.params import is_v2
 from kp_backend.layouts.plans import F32, HL, I8, I16_MASKED, Plan, layout_plan
-from kp_backend.layouts.quant import ROUNDING_MODES, element_factors, quantize
+from kp_backend.layouts.quant import (
+    ROUNDING_MODES, _clip, element_factors, quantize, saturated_half_away_sum)
 from kp_backend.npu_types import parse_chip
-
-try:  # the ufunc behind np.clip, without np.clip's Python-level argument handling
-    from numpy._core.umath import clip as _clip
-except ImportError:  # numpy 1.x
-    from numpy.core.umath import clip as _clip
 
 __all__ = [
     "NodeEncoder",
@@ -43,8 +39,6 @@ __all__ = [
 ]
 
 _F32 = np.float32
-_HALF_BELOW = _F32(0.49999997)  # the largest float32 below one half
-_I8_LO, _I8_HI = _F32(-128), _F32(127)
 # Per-thread work buffers larger than this many elements are not kept between calls.
 _KEEP_ELEMENTS = 1 << 22
 _local = threading.local()
@@ -230,10 +224,8 @@ def _fast_int8_into(x: np.ndarray, factor: np.float32, plan: Plan, dst: np.ndarr
         with np.errstate(invalid="raise"):
             np.multiply(x, factor, out=q)
             if mode == "roundf":
-                _clip(q, _I8_LO, _I8_HI, out=q)
-                addend = fixed.view(np.float32)  # free until the cast overwrites it
-                _clip(q, -_HALF_BELOW, _HALF_BELOW, out=addend)
-                np.add(q, addend, out=q)
+                # the addend goes into the int32 buffer, free until the cast overwrites it
+                saturated_half_away_sum(q, -128, 127, fixed.view(np.float32))
                 if not _CAST_RAISES and np.isnan(np.max(q)):
                     return False
                 if geometry is None:

@@ -29,7 +29,7 @@ from kp_backend.provider.dispatcher import ImageParams
 from kp_backend.provider.io_map import TensorMap
 from kp_backend.provider.options import KneronOptions
 
-__all__ = ["FloatInput", "encode_float", "encode_image", "decode_outputs", "auto_normalize",
+__all__ = ["FloatInput", "encode_image", "decode_outputs", "auto_normalize",
            "node_shape_for_ordering"]
 
 _F = ImageFormat
@@ -70,12 +70,6 @@ class FloatInput:
             raise InvalidArgument(f"input '{self.tmap.name}' cannot be quantised for the NPU: "
                                   f"{exc}") from exc
         return out
-
-
-def encode_float(tmap: TensorMap, x: np.ndarray, chip: Chip) -> array.array:
-    """A float tensor in ``tmap``'s ONNX shape -> the NPU input node bytes (one-off form of
-    :class:`FloatInput`)."""
-    return FloatInput(tmap, chip).encode(x)
 
 
 def auto_normalize(radix: int) -> NormalizeMode:

@@ -126,7 +126,6 @@ class DeviceWorker:
         self._next_number = 1
         self._stopping = False
         self._inline = False  # a caller's thread is doing an exchange (run_inline)
-        self._holding = False  # the sender has taken a request it has not registered yet
         self.completed = 0  # results delivered (statistics)
         self.dead: BaseException | None = None
         self._threads = [
@@ -157,8 +156,8 @@ class DeviceWorker:
         Returns False, having touched nothing, when the dongle is busy (then ``submit``
         it); True when ``request.future`` is resolved (result or error)."""
         with self._cond:
-            if (self._inline or self._holding or self._queue or self._pending
-                    or self._stopping or self.dead is not None):
+            if (self._inline or self._queue or self._pending or self._stopping
+                    or self.dead is not None):
                 return False
             if request.slot is not None:
                 if not request.slot.acquire(blocking=False):
@@ -220,16 +219,19 @@ class DeviceWorker:
             self._die(DeviceError(f"{self.name}: internal error in the {loop.__name__.strip('_')}"
                                   f" thread: {type(exc).__name__}: {exc}", device=self.name))
 
+    def _await(self, items) -> bool:
+        """Wait (lock held) until ``items`` (the queue or the pending requests) has one and no
+        inline exchange holds the dongle; False once the worker stops or the dongle died."""
+        while (not items or self._inline) and not self._stopping and self.dead is None:
+            self._cond.wait()
+        return not self._stopping and self.dead is None
+
     # -- sender ----------------------------------------------------------------------------
     def _take(self) -> InferenceRequest | None:
+        """The oldest queued request, left at the head of the queue until it is registered
+        (so that the dongle is not idle for :meth:`run_inline` meanwhile)."""
         with self._cond:
-            while (not self._queue or self._inline) and not self._stopping \
-                    and self.dead is None:
-                self._cond.wait()
-            if self._stopping or self.dead is not None:
-                return None
-            self._holding = True  # not idle until it is registered (see run_inline)
-            return self._queue.popleft()
+            return self._queue[0] if self._await(self._queue) else None
 
     def _wait_slot(self, request: InferenceRequest) -> bool:
         if request.slot is not None:
@@ -247,30 +249,27 @@ class DeviceWorker:
                 return number
 
     def _sender(self) -> None:
+        # Only this thread pops the queue; stop() and _die() clear it (and fail what it held)
         while True:
             request = self._take()
             if request is None:
                 return
-            registered = False
-            try:
-                if not request.future.set_running_or_notify_cancel():
-                    continue
-                if not self._wait_slot(request):
-                    request.fail(self._released())
-                    return
+            if not request.future.set_running_or_notify_cancel():
                 with self._cond:
-                    if self._stopping or self.dead is not None:
-                        request.fail(self.dead or self._released())
-                        continue
-                    request.number = self._number()
-                    self._pending[request.number] = request
-                    registered = True
-                    self._holding = False
-                    self._cond.notify_all()
-            finally:
-                if not registered:
-                    with self._cond:
-                        self._holding = False
+                    if self._queue and self._queue[0] is request:
+                        self._queue.popleft()
+                continue
+            if not self._wait_slot(request):
+                request.fail(self._released())
+                return
+            with self._cond:
+                if self._stopping or self.dead is not None:
+                    request.fail(self.dead or self._released())
+                    continue
+                self._queue.popleft()
+                request.number = self._number()
+                self._pending[request.number] = request
+                self._cond.notify_all()
             if not self._send_registered(request):
                 return
 
@@ -310,10 +309,7 @@ class DeviceWorker:
     # -- receiver ----------------------------------------------------------------------------
     def _oldest_job(self) -> int | None:
         with self._cond:
-            while (not self._pending or self._inline) and not self._stopping \
-                    and self.dead is None:
-                self._cond.wait()
-            if self._stopping or self.dead is not None:
+            if not self._await(self._pending):
                 return None
             return next(iter(self._pending.values())).job
 

@@ -260,11 +260,8 @@ class KneronSession(ProviderSession):
         try:
             inline = handle.worker.run_inline(request)
         finally:
-            if future.done():
-                self._forget(future)
+            self._forget(future)  # done now, or untouched and about to be queued
         if not inline:
-            with self._lock:
-                self._outstanding.discard(future)
             return self._queue(request, handle, wanted).result()
         return self._decode(future.result(), wanted, handle.name)
 
