@@ -17,7 +17,9 @@ bytes (``tests/layouts/test_layouts_encode_into.py``).
 
 from __future__ import annotations
 
+import math
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,7 +27,7 @@ from kp_backend.layouts.decode import strided
 from kp_backend.layouts.params import is_v2
 from kp_backend.layouts.plans import F32, HL, I8, I16_MASKED, Plan, layout_plan
 from kp_backend.layouts.quant import (
-    ROUNDING_MODES, _clip, element_factors, quantize, saturated_half_away_sum)
+    ROUNDING_MODES, _clip, element_factors, half_away_sum, quantize, saturated_half_away_sum)
 from kp_backend.npu_types import parse_chip
 
 __all__ = [
@@ -118,16 +120,21 @@ def _word_geometry(plan: Plan) -> tuple[int, int, int, int] | None:
 
 
 def _write_pixel_words(fixed: np.ndarray, geometry, plan: Plan, dst: np.ndarray) -> None:
-    """Write pixel words built from ``fixed`` ((C, H, W) int8, or int32 with values in
-    [-128, 127], which is clobbered) into ``dst`` (the node's uint8 bytes), zeroing the
-    padding; no byte-strided copies.
+    """Write pixel words built from ``fixed`` ((C, H, W) int8; int32 with values in
+    [-128, 127]; or, for C <= 3, float32 holding such integers) into ``dst`` (the node's
+    uint8 bytes), zeroing the padding; no byte-strided copies. int32 and float32 planes
+    are clobbered.
 
     int8 planes are ORed into place byte by byte (shift, OR per channel). For int32 planes,
     ``sum(fixed[c] << 8c)`` (Horner) gives each channel's byte only where no lower channel
     is negative; adding ``0x80`` per channel first makes every field non-negative (no
     borrows), and an XOR with the same constant turns each offset byte back into the
     two's-complement one (``(v + 128) ^ 0x80 == v & 0xFF``): six passes over H*W words,
-    written straight into the destination."""
+    written straight into the destination. float32 planes take the same sum in float32,
+    which is exact for C <= 3 (every partial sum is an integer below 2**24), and one cast
+    makes the words: the 150K-element int32 cast of a 224x224 RGB input becomes a 50K one
+    (benchmarks: ``host_overhead_us``). A NaN there raises ``FloatingPointError`` under
+    ``np.errstate(invalid="raise")`` where casts report it (:func:`_cast_reports_invalid`)."""
     channels, height, width, row = geometry
     offset = plan.affine[0]
     if offset == 0 and row == width and height * width * 4 == plan.nbytes:
@@ -145,8 +152,19 @@ def _write_pixel_words(fixed: np.ndarray, geometry, plan: Plan, dst: np.ndarray)
             np.left_shift(words, eight, out=words)
             np.bitwise_or(words, planes[c], out=words)
         return
-    planes = fixed.view(np.uint32)  # same bits: shifts and adds are modulo 2**32
     key = np.uint32(int.from_bytes(b"\x80" * channels, "little"))
+    if fixed.dtype == _F32:
+        if channels > 3:
+            raise ValueError("float32 pixel words need C <= 3 (exact below 2**24)")
+        acc = fixed[-1]
+        for c in range(channels - 2, -1, -1):
+            np.multiply(acc, _F32(256), out=acc)
+            np.add(acc, fixed[c], out=acc)
+        np.add(acc, _F32(key), out=acc)  # key as a number is 128 * sum(256**c)
+        np.copyto(words.view(np.int32), acc, casting="unsafe")
+        np.bitwise_xor(words, key, out=words)
+        return
+    planes = fixed.view(np.uint32)  # same bits: shifts and adds are modulo 2**32
     if channels == 1:
         np.add(planes[0], key, out=words)
     else:
@@ -199,44 +217,93 @@ def scatter(values: np.ndarray, plan: Plan) -> bytes:
 # --- quantisation ----------------------------------------------------------------------------
 
 
-def _fast_int8_into(x: np.ndarray, factor: np.float32, plan: Plan, dst: np.ndarray,
-                    mode: str) -> bool:
+class _FastInt8(NamedTuple):
+    """What :func:`_fast_int8_into` needs of a node, worked out once per node."""
+
+    factor: np.float32
+    mode: str
+    geometry: tuple[int, int, int, int] | None
+    x_bounds: tuple[np.float32, np.float32] | None  # saturation bounds on x (roundf)
+
+
+def _fast_int8(plan: Plan, factors: np.ndarray, mode: str) -> _FastInt8 | None:
+    """The fast int8 path's settings for ``plan`` quantised with ``factors`` by ``mode``, or
+    None where only the general path applies (other element types, several factors,
+    ``numpy`` rounding, ``kneron_round`` where casts do not report NaN)."""
+    if plan.kind != I8 or mode == "numpy" or factors.ndim != 0:
+        return None
+    if mode == "kneron_round" and not _CAST_RAISES:
+        return None
+    factor = _F32(factors)
+    return _FastInt8(factor, mode, _word_geometry(plan),
+                     _x_domain_bounds(factor, -128, 127) if mode == "roundf" else None)
+
+
+def _x_domain_bounds(factor: np.float32, lo: int, hi: int):
+    """``(lo / f, hi / f)`` in float32 when clipping ``x`` to them and then multiplying by
+    ``f`` gives exactly ``clip(x * f, lo, hi)`` for every float32 ``x``: ``f`` a positive
+    power of two whose quotients are exact (every KL520/KL720 input with scale 1). Inside
+    the bounds the product is the same multiply; outside it is exactly ``lo`` or ``hi``
+    (``x >= lo / f`` iff ``x * f >= lo``, as both are exact and rounding is monotone); NaN
+    stays NaN. Clipping first lets the multiply run in place, which moves less memory
+    (benchmarks: ``host_overhead_us``). None otherwise."""
+    f = float(factor)
+    if not (math.isfinite(f) and f > 0 and math.frexp(f)[0] == 0.5):
+        return None
+    with np.errstate(over="ignore", under="ignore"):
+        a, b = _F32(lo) / factor, _F32(hi) / factor
+    if float(a) * f != lo or float(b) * f != hi:
+        return None  # a quotient was rounded (subnormal or overflow)
+    return a, b
+
+
+def _fast_int8_into(x: np.ndarray, fast: _FastInt8, plan: Plan, dst: np.ndarray) -> bool:
     """Quantise float32 ``x`` with one factor into an int8 node ``dst``, bit-identical to
     :func:`~kp_backend.layouts.quant.quantize` + :func:`scatter_into`. Returns False
     (``dst`` possibly half written) when the general path must run instead: a NaN product
     (which the general path maps to 0, warning as before) or, for ``kneron_round``, a value
     at or beyond +-2**31 (the x86 quirks of §6).
 
-    ``roundf``: five passes into per-thread work arrays: multiply, clip to [-128, 127],
-    addend ``clip(q, -h, h)`` (see
+    ``roundf``: five passes into per-thread work arrays: multiply, clip to [-128, 127]
+    (both in place after a clip of ``x`` when the factor is a power of two,
+    :func:`_x_domain_bounds`), addend ``clip(q, -h, h)`` (see
     :func:`~kp_backend.layouts.quant._round_half_away_saturated`), add, and the truncating
-    cast, straight into the node unless pixel words are to be built. ``kneron_round``:
+    cast, straight into the node; pixel words of C <= 3 channels take ``trunc`` instead of
+    the cast and are summed in float32 (:func:`_write_pixel_words`). ``kneron_round``:
     multiply, ``rint``, cast, integer clip. NaN and out-of-range values are detected by the
     cast's own ``invalid`` flag where the platform reports it (:func:`_cast_reports_invalid`),
-    else ``roundf`` uses one ``max`` reduction and ``kneron_round`` the general path."""
-    if mode == "kneron_round" and not _CAST_RAISES:
-        return False
+    else ``roundf`` uses one ``max`` reduction (``kneron_round`` never gets here)."""
     shape = plan.out_shape
     q = _scratch("work_f32", x.size, np.float32).reshape(shape)
     fixed = _scratch("work_i32", x.size, np.int32).reshape(shape)
-    geometry = _word_geometry(plan)
+    geometry = fast.geometry
     try:
         with np.errstate(invalid="raise"):
-            np.multiply(x, factor, out=q)
-            if mode == "roundf":
+            if fast.mode == "roundf":
                 # the addend goes into the int32 buffer, free until the cast overwrites it
-                saturated_half_away_sum(q, -128, 127, fixed.view(np.float32))
+                if fast.x_bounds is not None:
+                    _clip(x, *fast.x_bounds, out=q)
+                    np.multiply(q, fast.factor, out=q)
+                    half_away_sum(q, fixed.view(np.float32))
+                else:
+                    np.multiply(x, fast.factor, out=q)
+                    saturated_half_away_sum(q, -128, 127, fixed.view(np.float32))
                 if not _CAST_RAISES and np.isnan(np.max(q)):
                     return False
                 if geometry is None:
                     _cast_into(q, plan, dst)
                     return True
+                if geometry[0] <= 3:
+                    np.trunc(q, out=q)  # the words are summed in float32 (exact)
+                    _write_pixel_words(q.reshape(geometry[:3]), geometry, plan, dst)
+                    return True
             else:
+                np.multiply(x, fast.factor, out=q)
                 np.rint(q, out=q)
             np.copyto(fixed, q, casting="unsafe")
     except FloatingPointError:
         return False
-    if mode != "roundf":
+    if fast.mode != "roundf":
         _clip(fixed, np.int32(-128), np.int32(127), out=fixed)
     if geometry is not None:
         _write_pixel_words(fixed.reshape(geometry[:3]), geometry, plan, dst)
@@ -265,7 +332,7 @@ def _prepare(x, plan: Plan, what: str) -> np.ndarray:
     arr = np.asarray(x)
     if arr.shape != plan.out_shape:
         raise ValueError(f"{what} has shape {arr.shape}; expected {plan.out_shape}")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+    if arr.dtype.kind not in "fiu":  # floating or integer (not bool, complex, objects)
         raise ValueError(f"{what} has dtype {arr.dtype}; expected a real numeric array")
     return arr
 
@@ -278,14 +345,15 @@ def _encode_into(x, plan: Plan, dst: np.ndarray, *, chip, radix, scale, quantize
         radix, scale, plan.out_shape, quantized_axis=quantized_axis,
         per_channel=is_v2(parse_chip(chip)), exact_blocks=exact_blocks,
     )
-    _encode_prepared(x, plan, dst, factors, mode)
+    _encode_prepared(x, plan, dst, factors, mode, _fast_int8(plan, factors, mode))
 
 
-def _encode_prepared(x, plan: Plan, dst: np.ndarray, factors: np.ndarray, mode: str) -> None:
+def _encode_prepared(x, plan: Plan, dst: np.ndarray, factors: np.ndarray, mode: str,
+                     fast: _FastInt8 | None) -> None:
     """Quantise ``x`` with ready per-element (or 0-d) ``factors`` into ``dst``."""
     arr = _prepare(x, plan, "input tensor")
-    if plan.kind == I8 and mode != "numpy" and factors.ndim == 0 and _fast_int8_into(
-            np.asarray(arr, dtype=np.float32), _F32(factors), plan, dst, mode):
+    if fast is not None and _fast_int8_into(np.asarray(arr, dtype=np.float32), fast, plan,
+                                            dst):
         return
     bits = None if plan.kind == F32 else (8 if plan.kind == I8 else 16)
     # The KL730 helper clips 16-bit data at 32766 (its LSB is dropped anyway).
@@ -311,6 +379,7 @@ class NodeEncoder:
             radix, scale, self.plan.out_shape, quantized_axis=quantized_axis,
             per_channel=is_v2(parse_chip(chip)), exact_blocks=True,
         )
+        self._fast = _fast_int8(self.plan, self.factors, self.mode)
 
     @property
     def nbytes(self) -> int:
@@ -321,7 +390,7 @@ class NodeEncoder:
         """Write the node for ``x`` into ``out`` (as :func:`encode_node_into`); returns
         :attr:`nbytes`."""
         _encode_prepared(x, self.plan, _as_destination(out, self.plan.nbytes), self.factors,
-                         self.mode)
+                         self.mode, self._fast)
         return self.plan.nbytes
 
 

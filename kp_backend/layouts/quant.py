@@ -115,6 +115,11 @@ def saturated_half_away_sum(p: np.ndarray, lo, hi, scratch: np.ndarray) -> np.nd
     clipped values (see :func:`_round_half_away_saturated`). NaN stays NaN."""
     t = p.dtype.type
     _clip(p, t(lo), t(hi), out=p)
+    return half_away_sum(p, scratch)
+
+
+def half_away_sum(p: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """:func:`saturated_half_away_sum` of an already clipped ``p``: only the addend."""
     _clip(p, -_JUST_BELOW_HALF, _JUST_BELOW_HALF, out=scratch)
     return np.add(p, scratch, out=p)
 

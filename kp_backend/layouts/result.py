@@ -212,8 +212,7 @@ def decode_record(raw_result, node: NodeRecord, ordering="DEFAULT", as_float: bo
             decoders[key] = decoder
     size = decoder.nbytes
     _need(buf, node.offset + size, f"node {node_idx} ({size} bytes at {node.offset})")
-    return decoder.decode(buf[node.offset:node.offset + size], node.radix, node.scale,
-                          as_float)
+    return decoder.decode_at(raw_result, node.offset, node.radix, node.scale, as_float)
 
 
 def result_payload_size(chip, node_count: int, output_mem_len: int) -> int:

@@ -155,7 +155,8 @@ def _oracle(x, chip, shape, radix, scale) -> bytes:
 
 
 @pytest.mark.parametrize("chip,shape", PIXEL_WORD_NODES)
-@pytest.mark.parametrize("radix,scale", [(7, 1.0), (8, 1.0), (0, 1.0), (6, 0.9), (-2, 3.7)])
+@pytest.mark.parametrize("radix,scale", [(7, 1.0), (8, 1.0), (0, 1.0), (6, 0.9), (-2, 3.7),
+                                         (30, 1.0), (-20, 0.5), (3, 0.25)])
 def test_pixel_words_match_the_replaced_implementation(chip, shape, radix, scale) -> None:
     factor = float(element_factors(radix, scale, shape, per_channel=False))
     kw = dict(chip=chip, layout="4W4C8B", shape=shape, radix=radix, scale=scale,
@@ -381,3 +382,53 @@ def test_fast_int8_path_on_every_float32(rounding) -> None:
             encode_node_into(buf, x, **kw)
             expected = quantize(x, one, kind_bits=8, mode=rounding)
             assert buf == expected.tobytes(), hex(start)
+
+
+@pytest.mark.skipif(os.environ.get("KP_LAYOUTS_EXHAUSTIVE") != "1",
+                    reason="set KP_LAYOUTS_EXHAUSTIVE=1 for all 2**32 float32 inputs")
+def test_pixel_words_on_every_float32() -> None:
+    """roundf pixel words summed in float32 (KL520 4W4C8B, C = 3, the benchmark's node)
+    against the general quantiser and the int8 packer on all 2**32 float32 inputs, factor
+    1; the planes rotate from chunk to chunk so each value range meets every channel."""
+    plane = 1 << 22
+    shape = (1, 3, 2048, 2048)
+    kw = dict(chip="KL520", layout="4W4C8B", shape=shape, radix=0, scale=1.0,
+              rounding="roundf")
+    plan = layout_plan(chip="KL520", layout="4W4C8B", shape=shape)
+    buf = bytearray(plan.nbytes)
+    one = np.float32(1)
+    with np.errstate(all="ignore"):
+        for k, start in enumerate(range(0, 1 << 32, 3 * plane)):
+            bits = (np.arange(start, start + 3 * plane, dtype=np.uint64) & 0xFFFFFFFF)
+            x = np.roll(bits.astype(np.uint32).view(np.float32), (k % 3) * plane)
+            encode_node_into(buf, x.reshape(shape), **kw)
+            values = quantize(x, one, kind_bits=8, mode="roundf")
+            expected = np.empty(plan.nbytes, np.uint8)
+            encode_module.scatter_into(values, plan, expected)
+            assert buf == expected.tobytes(), hex(start)
+
+
+@pytest.mark.parametrize("factor,exact", [
+    (1.0, True), (128.0, True), (2.0 ** -3, True), (2.0 ** 100, True), (2.0 ** -100, True),
+    (2.0 ** -140, False),  # subnormal factor: -128 / f overflows
+    (2.0 ** 127, True),
+    (0.9 * 128, False), (3.0, False), (-128.0, False), (0.0, False), (float("inf"), False),
+    (float("nan"), False),
+])
+def test_saturation_moves_onto_x_only_where_exact(factor, exact) -> None:
+    """Clipping x before the multiply (power-of-two factors) saturates exactly like clipping
+    the product; other factors keep the product clip."""
+    f = np.float32(factor)
+    bounds = encode_module._x_domain_bounds(f, -128, 127)
+    assert (bounds is not None) == exact
+    if bounds is None:
+        return
+    lo, hi = bounds
+    probes = np.concatenate([np.array([lo, hi], np.float32),
+                             np.nextafter(np.array([lo, hi], np.float32), np.float32(np.inf)),
+                             np.nextafter(np.array([lo, hi], np.float32), np.float32(-np.inf)),
+                             np.array([np.inf, -np.inf, 0.0, -0.0], np.float32)])
+    with np.errstate(over="ignore"):
+        want = np.clip(probes * f, np.float32(-128), np.float32(127))
+        got = np.clip(probes, lo, hi) * f
+    np.testing.assert_array_equal(got, want)
