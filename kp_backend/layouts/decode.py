@@ -8,11 +8,9 @@ KL730 the ONNX shape), same float32 division, same quirks (§10).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from kp_backend.layouts.params import check_chip_layout, is_v2, quant_factors
+from kp_backend.layouts.params import check_chip_layout, is_v2, scalar_factor
 from kp_backend.layouts.plans import HL, I8, I16, I16_MASKED, Plan, decode_plan
 from kp_backend.layouts.quant import dequantize, element_factors
 
@@ -138,7 +136,6 @@ class NodeDecoder:
             size = self._dtype.itemsize
             self._offset = offset * size
             self._strides = tuple(st * size for st in strides)
-        self._factors: dict = {}  # (radix, scale, sign of scale) -> 0-d float32 factor
 
     @property
     def nbytes(self) -> int:
@@ -150,29 +147,22 @@ class NodeDecoder:
         if self._fast and as_float and type(radix) is int and type(scale) in (int, float):
             buf = as_byte_array(raw)
             if buf.size == self.plan.nbytes:
-                return _dequantize_strided(buf, self.plan,
-                                           quant_factors(radix, scale).reshape(()))
+                return self.decode_at(buf, 0, radix, scale)
         return decode_node(raw, radix=radix, scale=scale, as_float=as_float, **self._args)
 
     def decode_at(self, message, start: int, radix, scale, as_float: bool = True) -> np.ndarray:
         """:meth:`decode` of the :attr:`nbytes` bytes at ``start`` in ``message`` (bytes,
         or any byte buffer), without slicing it: a result's node is decoded where it lies.
         The fast case (v1 int8/int16 plan, one Python-number radix and scale: every v1
-        result record) is a float32 division of a strided view of the message, with the
-        factor kept per ``(radix, scale)`` (benchmarks: ``host_overhead_us``). Raises
-        ``ValueError`` when the node does not fit in ``message``."""
+        result record) is a float32 division of a strided view of the message by the cached
+        :func:`~kp_backend.layouts.params.scalar_factor` (benchmarks: ``host_overhead_us``).
+        Raises ``ValueError`` when the node does not fit in ``message``."""
         end = start + self.plan.nbytes
         if start < 0 or end > len(message):
             raise ValueError(f"the node needs bytes {start}..{end} of a {len(message)}-byte "
                              "message")
         if self._fast and as_float and type(radix) is int and type(scale) in (int, float):
-            key = (radix, scale, math.copysign(1.0, scale))  # -0.0 and 0.0 differ in sign
-            factor = self._factors.get(key)
-            if factor is None:
-                if len(self._factors) >= 64:  # the values come from the device: stay bounded
-                    self._factors.clear()
-                factor = self._factors[key] = quant_factors(radix, scale).reshape(())
             view = np.ndarray(self.plan.out_shape, dtype=self._dtype, buffer=message,
                               offset=start + self._offset, strides=self._strides)
-            return np.divide(view, factor, dtype=np.float32, order="C")
+            return np.divide(view, scalar_factor(radix, scale), dtype=np.float32, order="C")
         return self.decode(memoryview(message).cast("B")[start:end], radix, scale, as_float)

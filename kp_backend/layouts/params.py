@@ -27,6 +27,7 @@ __all__ = [
     "parse_shape",
     "parse_strides",
     "quant_factors",
+    "scalar_factor",
     "pow2",
 ]
 
@@ -186,9 +187,7 @@ def quant_factors(radix: Number | Sequence[Number], scale: Number | Sequence[Num
     """float32 ``scale * 2**radix`` per descriptor (LAYOUTS.md §4.1): the scale is rounded to
     float32 first, the power of two is exact, the product is one float32 multiply."""
     if type(radix) is int and type(scale) in (int, float):  # a result record's fields
-        # -0.0 == 0.0 as keys, but their factors differ in sign: the sign is in the key
-        sign = math.copysign(1.0, scale) if type(scale) is float else 1.0
-        return np.array([_factor_cached(radix, scale, sign)], dtype=np.float32)
+        return np.array([scalar_factor(radix, scale)], dtype=np.float32)
     if np.ndim(radix) == 0 and np.ndim(scale) == 0 and not isinstance(scale, (str, bytes)):
         return np.array([_factor(radix, scale)], dtype=np.float32)
     radii = _as_list(radix, "radix")
@@ -215,6 +214,14 @@ def _factor(radix, scale) -> np.float32:
     except (TypeError, ValueError):
         raise ValueError(f"scale {scale!r} is not a number") from None
     return np.float32(s * pow2(r))
+
+
+def scalar_factor(radix: int, scale: int | float) -> np.float32:
+    """The one factor of a Python int ``radix`` and Python number ``scale`` (a result
+    record's fields), from a bounded cache: what :func:`quant_factors` holds for them."""
+    # -0.0 == 0.0 as keys, but their factors differ in sign: the sign is in the key
+    sign = math.copysign(1.0, scale) if type(scale) is float else 1.0
+    return _factor_cached(radix, scale, sign)
 
 
 @functools.lru_cache(maxsize=256)
