@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from kp_backend.emulator import VirtualDongle, VirtualUsbBackend, close_shared_v
 from kp_backend.nef import build_simple_nef  # noqa: E402
 
 from _emu_host import KL520_MODEL, KL720_MODEL, TWIN_MODEL  # noqa: E402
+from _threads import fail_if_threads_outlive  # noqa: E402
 
 THREAD_PREFIX = "kp-emu-"
 
@@ -30,13 +30,7 @@ def no_thread_leak():
     before = set(_emulator_threads())
     yield
     close_shared_virtual_backends()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        leaked = [t for t in _emulator_threads() if t not in before and t.is_alive()]
-        if not leaked:
-            return
-        time.sleep(0.01)
-    pytest.fail(f"emulator threads leaked: {[t.name for t in leaked]}")
+    fail_if_threads_outlive(_emulator_threads, before, "emulator threads")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import faulthandler
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kp_backend import emulator  # noqa: E402
 from kp_backend.device import DeviceGroup  # noqa: E402
 
+from _threads import fail_if_threads_outlive  # noqa: E402
 from rel_helpers import LONG, kneron_threads  # noqa: E402
 
 #: Per-test limit: a test still running after this is dumped and the process exits, so a
@@ -43,14 +43,7 @@ def no_thread_leak():
     """Every provider and emulator thread a test started is gone after its teardown."""
     before = set(kneron_threads())
     yield
-    deadline = time.monotonic() + 5
-    leaked: list = []
-    while time.monotonic() < deadline:
-        leaked = [t for t in kneron_threads() if t not in before]
-        if not leaked:
-            return
-        time.sleep(0.02)
-    pytest.fail(f"threads leaked: {[t.name for t in leaked]}")
+    fail_if_threads_outlive(kneron_threads, before, "threads")
 
 
 @pytest.fixture
